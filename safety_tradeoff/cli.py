@@ -14,6 +14,7 @@ Start here:
   safety-tradeoff demo                 build the offline toy world and compare the aligned
                                        model with plain fine-tunes of it (a few minutes, CPU)
   safety-tradeoff toyworld build       build (or find in the cache) the toy world only
+  safety-tradeoff diagnose --sweep X   the theory's quantities at θ₀ and its predictions for sweep X
   safety-tradeoff tasks-path           folder of the lm-eval tasks, for
                                        lm_eval --include_path "$(safety-tradeoff tasks-path)"
 """
@@ -26,7 +27,13 @@ class UserError(Exception):
 def _parse_value(text: str) -> Any:
     import yaml
 
-    return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _world_config(args: argparse.Namespace):
@@ -136,13 +143,17 @@ def _check_datasets(sweep) -> None:
     """Local dataset files and toy-world split names must exist before anything trains."""
     import re
 
-    from .toyworld.build import TRAIN_SPLITS
+    from .toyworld.build import EVAL_SPLITS, TRAIN_SPLITS
 
     specs = {"task_dataset": sweep.task_dataset, **{f"proxies.{k}": v for k, v in sweep.proxies.items()}}
+    specs.update({f"methods[].task_dataset ({spec})": spec for spec in sweep.task_datasets()[1:]})
+    if sweep.diagnostics:
+        specs["diagnostics.safety_dataset"] = sweep.diagnostics["safety_dataset"]
+    known = [*TRAIN_SPLITS, *(f"eval/{name}" for name in EVAL_SPLITS)]
     for key, spec in specs.items():
         toy = re.match(r"^toyworld(?:@[^:]+)?:(.+)$", spec)
-        if toy and toy[1] not in TRAIN_SPLITS:
-            raise UserError(f"{key}: unknown toy-world split {toy[1]!r}; known: {', '.join(TRAIN_SPLITS)}")
+        if toy and toy[1] not in known:
+            raise UserError(f"{key}: unknown toy-world split {toy[1]!r}; known: {', '.join(known)}")
         if not toy and Path(spec).suffix in {".jsonl", ".json", ".csv", ".parquet"} and not Path(spec).is_file():
             raise UserError(f"{key}: dataset file not found: {spec}")
 
@@ -177,6 +188,83 @@ def _report(results: list[str], out: str, **kwargs: Any):
 def cmd_report(args: argparse.Namespace) -> None:
     _report(args.results, args.out, safety_metric=args.safety_metric, capability_metric=args.capability_metric,
             tolerance=args.tolerance)
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise UserError(f"{flag} expects NAME=DATASET, got {item!r}")
+        out[name] = spec
+    return out
+
+
+def _diagnose_inputs(args: argparse.Namespace):
+    """(config, model, proxies, tasks) from a sweep YAML and/or the flags (flags win)."""
+    from .diagnostics.config import DiagnosticsConfig
+
+    values: dict[str, Any] = {}
+    model, proxies, tasks = args.model, _pairs(args.proxy, "--proxy"), _pairs(args.task, "--task")
+    if args.sweep:
+        from .sweep import diagnostics_inputs
+        from .sweep_config import SweepConfig, SweepConfigError
+
+        try:
+            sweep = SweepConfig.from_yaml(args.sweep)
+        except SweepConfigError as err:
+            raise UserError(str(err)) from None
+        seed = args.seed if args.seed is not None else sweep.seeds[0]
+        sweep_model, sweep_proxies, sweep_tasks = diagnostics_inputs(sweep, seed)
+        model, proxies, tasks = model or sweep_model, proxies or sweep_proxies, tasks or sweep_tasks
+        values = {k: (v.replace("{seed}", str(seed)) if isinstance(v, str) else v)
+                  for k, v in (sweep.diagnostics or {}).items()}
+    if args.safety:
+        values["safety_dataset"] = args.safety
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key] = _parse_value(raw)
+    if args.radius:
+        values["radii"] = args.radius
+    if not model:
+        raise UserError("give the aligned model with --model (Hub id, folder, toyworld:aligned) or a --sweep YAML")
+    if "safety_dataset" not in values:
+        raise UserError("give the original safety data D_s with --safety (e.g. toyworld:eval/alignment), or a "
+                        "--sweep YAML with a diagnostics: block")
+    try:
+        config = DiagnosticsConfig.from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"diagnostics setting {err}") from None
+    return config, model, proxies, tasks
+
+
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    import json
+
+    from .data import DataSpecError
+    from .diagnostics.diagnose import diagnose, load_model
+    from .diagnostics.examples import DiagnosticsDataError
+    from .diagnostics.render import rich_tables
+
+    config, model_name, proxies, tasks = _diagnose_inputs(args)
+    console = _console()
+    try:
+        model, tokenizer = load_model(model_name, device=args.device, dtype=args.dtype,
+                                      trust_remote_code=args.trust_remote_code)
+        result = diagnose(model, tokenizer, config, proxies=proxies, tasks=tasks, model_name=model_name,
+                          progress=lambda m: console.print(m))
+    except (DataSpecError, DiagnosticsDataError, OSError) as err:
+        raise UserError(str(err)) from None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    from rich.console import Console
+
+    for table in rich_tables(result):
+        Console(width=max(Console().width, 120)).print(table)
+    console.print(f"diagnostics written to {out} ({result['timings']['total_s']:.1f} s)")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -240,6 +328,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="capability a recommended run may give up vs plain SFT (0.05 = 5 points)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("diagnose", help="the papers' quantities at θ₀ and what they predict (before a sweep)",
+                       description="Measure at the aligned model θ₀: proxy-vs-original safety data similarity "
+                                   "(kernel statistics and cross-loss), context overlap of each task set with the "
+                                   "safety prompts, and the gradient norm and top Hessian eigenvalue of the "
+                                   "alignment loss; print the predicted proxy and overlap orderings and the Case II "
+                                   "bound. Inputs from a sweep YAML (--sweep) or the flags.",
+                       epilog="examples:\n  safety-tradeoff diagnose --sweep trainers/recipes/sweep_toy_theory.yaml\n"
+                              "  safety-tradeoff diagnose --model toyworld:aligned --safety toyworld:eval/alignment "
+                              "--proxy near=toyworld:proxy_near --task high=toyworld:task_high_overlap --radius 1",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sweep", help="sweep YAML: base model, proxies, task datasets and its diagnostics: block")
+    p.add_argument("--seed", type=int, help="the sweep seed whose {seed} datasets to use (default: its first)")
+    p.add_argument("--model", help="aligned model θ₀: Hub id, folder or toyworld[@seed]:aligned")
+    p.add_argument("--safety", help="original safety data D_s (prompt + refusal), e.g. toyworld:eval/alignment")
+    p.add_argument("--proxy", action="append", metavar="NAME=DATASET", help="a proxy safety set (repeatable)")
+    p.add_argument("--task", action="append", metavar="NAME=DATASET", help="a task dataset (repeatable)")
+    p.add_argument("--radius", action="append", type=float, help="radius r for the Case II bound (repeatable)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a DiagnosticsConfig setting, e.g. --set fit_steps=0 --set hessian_params=lora")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--dtype", help="model dtype (default float32 on CPU, auto on GPU)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
+    p.add_argument("--out", default="diagnostics.json", help="JSON output (default ./diagnostics.json)")
+    p.set_defaults(func=cmd_diagnose)
+
     p = sub.add_parser("toyworld", help="build or inspect the offline toy world",
                        description="The toy world: synthetic safety/task data and a tiny aligned Llama.")
     toy = p.add_subparsers(dest="toy_command", metavar="ACTION", required=True)
@@ -263,10 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    if args.command in ("demo", "sweep", "toyworld"):
+    if args.command in ("demo", "sweep", "toyworld", "diagnose"):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # per-load/save bars; the sweep and trainer bars remain
+    if args.command == "diagnose":
+        import datasets
+
+        datasets.disable_progress_bars()  # one "Generating train split" bar per dataset read
     from .toyworld import CacheError
 
     try:

@@ -3,7 +3,9 @@
 Scripts, recipes and sweeps name datasets and models with one string each:
 
 * ``toyworld:<split>`` / ``toyworld:aligned`` / ``toyworld:base``: the default toy world (built on first
-  use and cached); ``toyworld@<seed>:<split>`` picks another world seed;
+  use and cached); ``toyworld@<seed>:<split>`` picks another world seed; ``toyworld:eval/<set>`` is one
+  of its evaluation sets (columns ``prompt``, ``reference``), e.g. ``eval/alignment``, the original
+  safety data D_s whose loss the sweep's ``alignment_nll`` measures;
 * a local ``.jsonl``/``.json``/``.csv``/``.parquet`` file, or a folder saved by ``Dataset.save_to_disk``;
 * anything else is a Hub id, loaded by ``datasets.load_dataset`` (offline users point at local copies).
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
-_TOY = re.compile(r"^toyworld(?:@(?P<seed>\d+))?:(?P<name>[\w.-]+)$")
+_TOY = re.compile(r"^toyworld(?:@(?P<seed>\d+))?:(?P<name>(?:eval/)?[\w.-]+)$")
 _FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -49,8 +51,9 @@ def load_dataset_spec(spec: str, config: str | None = None, split: str = "train"
     match = _TOY.match(spec)
     if match:
         world = _toy_world(int(match["seed"] or 0))
+        name = match["name"]
         try:
-            path = world.train_file(match["name"], fmt)
+            path = world.eval_file(name[5:]) if name.startswith("eval/") else world.train_file(name, fmt)
         except KeyError as err:
             raise DataSpecError(f"{spec!r}: {err.args[0]}") from None
         return load_dataset("json", data_files=str(path), split="train")

@@ -1,7 +1,8 @@
 """`safety-tradeoff demo`: the toy world's default sweep, then the report.
 
-The sweep is the packaged recipe `trainers/recipes/sweep_toy_demo.yaml`: plain SFT, Case I with the
-near and far proxy over λ, Case II over λ and EMA over β, each seed in its own toy world.
+The sweep is the packaged recipe `trainers/recipes/sweep_toy_demo.yaml`: plain SFT (on the high- and
+the low-overlap task mix), Case I with the near and far proxy over λ, Case II over λ and EMA over β,
+plus the theory diagnostics at θ₀, each seed in its own toy world.
 """
 from __future__ import annotations
 

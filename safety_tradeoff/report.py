@@ -939,6 +939,8 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
+    diagnostics = [r for r in records if r.method == "diagnostics"]
+    records = [r for r in records if r.method != "diagnostics"]
     rows, failed = aggregate(records, capability_metric=capability_metric, aligned_name=aligned_name,
                              sft_name=sft_name, notes=notes)
     paths: dict[str, Path] = {}
@@ -960,10 +962,32 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
             paths[name] = target
     summary, frontier = summary_markdown(rows, failed, len(records), safety_metric, capability_metric, tolerance,
                                          notes)
+    summary += _theory_section(records + diagnostics, out, paths)
     paths["summary.md"] = out / "summary.md"
     paths["summary.md"].write_text(summary, encoding="utf-8")
     return Report(rows=rows, failed=failed, paths=paths, markdown=markdown, summary=summary, notes=notes,
                   frontier=frontier, capability_metric=capability_metric)
+
+
+def _theory_section(records: list[RunRecord], out: Path, paths: dict[str, Path]) -> str:
+    """The "predicted vs measured" section (theory diagnostics), when the sweep ran diagnostics."""
+    from .diagnostics.check import check, markdown, plot_bound
+
+    result = check(records)
+    target = out / "case2_bound.png"
+    target.unlink(missing_ok=True)
+    if result is None:
+        return ""
+    text = markdown(result)
+    paths["theory_check.md"] = out / "theory_check.md"
+    paths["theory_check.md"].write_text(text, encoding="utf-8")
+    note = plot_bound(result, target)
+    if note is None:
+        paths["case2_bound.png"] = target
+        text += "\nPlot: case2_bound.png (measured G_s against r, with each seed's bound).\n"
+    else:
+        text += f"\n{note}\n"
+    return "\n" + text
 
 
 def rich_table(report: Report, compact: bool = True):

@@ -69,7 +69,7 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
     model = AutoModelForCausalLM.from_pretrained(base, **sweep_model_kwargs(sweep))
     args = SafetySFTConfig(**{**RUN_DEFAULTS, **sweep.training, **run.settings, "output_dir": str(output_dir),
                               "seed": run.seed, "data_seed": run.seed})
-    train = load_dataset_spec(_expand_seed(sweep.task_dataset, run.seed))
+    train = load_dataset_spec(_expand_seed(run.task(sweep), run.seed))
     align = load_dataset_spec(_expand_seed(sweep.proxies[run.proxy], run.seed)) if run.proxy else None
     trainer = SafeSFTTrainer(model=model, args=args, train_dataset=train, align_dataset=align,
                              processing_class=tokenizer)
@@ -124,11 +124,13 @@ def execute(run: RunSpec, sweep: SweepConfig, workdir: Path, evaluator: Callable
                        group=run.group, strength_key=run.strength_key, strength=run.strength, proxy=run.proxy,
                        config={"settings": run.settings, "training": sweep.training,
                                "base_model": _expand_seed(sweep.base_model, run.seed),
-                               "task_dataset": _expand_seed(sweep.task_dataset, run.seed),
+                               "task_dataset": _expand_seed(run.task(sweep), run.seed),
                                "proxy_dataset": _expand_seed(sweep.proxies[run.proxy], run.seed) if run.proxy else None,
                                "eval": dataclasses.asdict(sweep.eval)},
                        versions=versions(), git_commit=git_commit())
     out = workdir / record.run_id
+    if run.method == "diagnostics":
+        return _diagnose_run(record, sweep, workdir)
     try:
         model_dir, train_metrics = train_run(run, sweep, out)
         record.timings["train_s"] = train_metrics.pop("train_s", 0.0)
@@ -148,6 +150,43 @@ def execute(run: RunSpec, sweep: SweepConfig, workdir: Path, evaluator: Callable
     finally:
         if not keep_checkpoint:
             shutil.rmtree(out, ignore_errors=True)
+    record.finished_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return record
+
+
+def diagnostics_inputs(sweep: SweepConfig, seed: int) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(model, proxies, task datasets) of a sweep's seed, as `diagnose` takes them."""
+    from .sweep_config import task_label
+
+    proxies = {name: _expand_seed(spec, seed) for name, spec in sweep.proxies.items()}
+    tasks: dict[str, str] = {}
+    for spec in sweep.task_datasets():
+        label = task_label(spec)
+        name = label if label not in tasks else f"{label}_{len(tasks)}"
+        tasks[name] = _expand_seed(spec, seed)
+    return _expand_seed(sweep.base_model, seed), proxies, tasks
+
+
+def _diagnose_run(record: RunRecord, sweep: SweepConfig, workdir: Path) -> RunRecord:
+    """The diagnostics of one seed's base model, as a record (the report's "predicted vs measured")."""
+    from .diagnostics.config import DiagnosticsConfig
+    from .diagnostics.diagnose import diagnose, flat_metrics, load_model
+
+    start = time.perf_counter()
+    try:
+        config = DiagnosticsConfig.from_dict(sweep.diagnostics or {}).with_seed(record.seed)
+        name, proxies, tasks = diagnostics_inputs(sweep, record.seed)
+        model, tokenizer = load_model(name, dtype=None if sweep.model_dtype == "float32" else sweep.model_dtype)
+        result = diagnose(model, tokenizer, config, proxies=proxies, tasks=tasks, model_name=name)
+        del model
+        gc.collect()
+        record.metrics = flat_metrics(result)
+        record.config = {**record.config, "diagnostics": result}
+    except Exception as err:  # noqa: BLE001 - recorded like a failed run; the sweep goes on
+        record.status = "failed"
+        record.error = f"{type(err).__name__}: {err}"
+        (workdir / f"{record.run_id}.error.txt").write_text(traceback.format_exc())
+    record.timings["diagnose_s"] = time.perf_counter() - start
     record.finished_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return record
 

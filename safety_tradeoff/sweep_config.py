@@ -18,7 +18,13 @@ A sweep YAML::
 
 In a `methods` entry, a list value is a grid axis (the runs are the product of all axes); any
 `SafetySFTConfig` field may be set or swept (e.g. `learning_rate: [1e-4, 1e-3]` for Kim et al.'s
-optimisation sweeps). The untouched aligned model and plain SFT are always included.
+optimisation sweeps). An entry's own `task_dataset` (a spec or a list of specs) replaces the sweep's
+for its runs, e.g. `{method: sft, task_dataset: toyworld@{seed}:task_low_overlap}` for a second
+context-overlap level. The untouched aligned model and plain SFT are always included.
+
+An optional `diagnostics:` block (fields of `safety_tradeoff.diagnostics.DiagnosticsConfig`, at least
+`safety_dataset`, the original safety data D_s) runs `safety-tradeoff diagnose` on the base model once
+per seed, so the report can set the theory's predictions beside the measured gaps.
 """
 from __future__ import annotations
 
@@ -43,12 +49,13 @@ METHODS: dict[str, tuple[dict[str, Any], str | None, bool]] = {
     "combo": ({}, None, False),
 }
 LABELS = {"sft": "plain SFT", "case1": "Case I", "case1_constraint": "Case I constraint", "case2": "Case II",
-          "case2_ball": "Case II ball", "ema": "EMA", "combo": "combined", "aligned": "aligned θ₀"}
+          "case2_ball": "Case II ball", "ema": "EMA", "combo": "combined", "aligned": "aligned θ₀", "diagnostics": "diagnostics"}
 SHORT = {"learning_rate": "lr", "per_device_train_batch_size": "bs", "max_steps": "steps",
          "gradient_accumulation_steps": "ga"}
 SYMBOLS = {"align_lambda": "λ", "align_epsilon": "ε", "anchor_lambda": "λ", "anchor_radius": "r", "ema_beta": "β"}
-_ENTRY_KEYS = {"method", "name", "proxy"}
-_TOP_KEYS = {"base_model", "task_dataset", "proxies", "seeds", "training", "eval", "methods", "name", "model_dtype"}
+_ENTRY_KEYS = {"method", "name", "proxy", "task_dataset"}
+_TOP_KEYS = {"base_model", "task_dataset", "proxies", "seeds", "training", "eval", "methods", "name", "model_dtype",
+             "diagnostics"}
 
 
 class SweepConfigError(ValueError):
@@ -76,13 +83,21 @@ class RunSpec:
     proxy: str | None = None
     strength_key: str | None = None
     strength: float | None = None
+    task_dataset: str | None = None  # this run's task data when it is not the sweep's
+
+    def task(self, sweep: SweepConfig) -> str:
+        """The task dataset spec this run fine-tunes on (`{seed}` not yet substituted)."""
+        return self.task_dataset or sweep.task_dataset
 
     def run_id(self, sweep: SweepConfig) -> str:
         payload = {"method": self.method, "settings": self.settings, "seed": self.seed, "proxy": self.proxy,
                    "proxy_data": sweep.proxies.get(self.proxy) if self.proxy else None,
-                   "base_model": sweep.base_model, "task": sweep.task_dataset,
+                   "base_model": sweep.base_model, "task": self.task(sweep),
                    "training": sweep.training if self.method != "aligned" else {},
                    "eval": dataclasses.asdict(sweep.eval)}
+        if self.method == "diagnostics":
+            payload = {"method": self.method, "seed": self.seed, "base_model": sweep.base_model,
+                       "diagnostics": sweep.diagnostics, "proxies": sweep.proxies, "tasks": sweep.task_datasets()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -97,6 +112,17 @@ class SweepConfig:
     eval: EvalSpec = field(default_factory=EvalSpec)
     name: str = "sweep"
     model_dtype: str = "float32"  # dtype the base model is loaded in ("auto", "bfloat16", ...)
+    diagnostics: dict[str, Any] | None = None  # DiagnosticsConfig fields; None: no diagnostics runs
+
+    def task_datasets(self) -> list[str]:
+        """Every task dataset spec the sweep fine-tunes on: the sweep's, then entries' own, in order."""
+        specs = [self.task_dataset]
+        for entry in self.methods:
+            value = entry.get("task_dataset") if isinstance(entry, dict) else None
+            for spec in value if isinstance(value, list) else [value] if value else []:
+                if spec not in specs:
+                    specs.append(str(spec))
+        return specs
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SweepConfig:
@@ -131,7 +157,8 @@ class SweepConfig:
         config = cls(base_model=str(values["base_model"]), task_dataset=str(values["task_dataset"]),
                      methods=list(values["methods"]), proxies=dict(values.get("proxies") or {}), seeds=seeds,
                      training=dict(values.get("training") or {}), eval=EvalSpec(**eval_values),
-                     name=str(values.get("name", "sweep")), model_dtype=str(values.get("model_dtype", "float32")))
+                     name=str(values.get("name", "sweep")), model_dtype=str(values.get("model_dtype", "float32")),
+                     diagnostics=_check_diagnostics(values.get("diagnostics"), source))
         config.expand()  # validates every entry
         return config
 
@@ -147,6 +174,8 @@ class SweepConfig:
         entries += [(f"methods[{i}]", m) for i, m in enumerate(self.methods) if m != {"method": "sft"}]
         for seed in self.seeds:
             runs.append(RunSpec("aligned", LABELS["aligned"], LABELS["aligned"], seed, {}))
+            if self.diagnostics is not None:
+                runs.append(RunSpec("diagnostics", LABELS["diagnostics"], LABELS["diagnostics"], seed, {}))
             for where, entry in entries:
                 runs += self._expand_entry(entry, seed, fields, where)
         return runs
@@ -160,6 +189,10 @@ class SweepConfig:
         implied, strength_key, needs_proxy = METHODS[method]
         settings = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
         _check_settings(settings, fields, where)
+        tasks = entry.get("task_dataset")
+        tasks = tasks if isinstance(tasks, list) else [tasks] if tasks is not None else [None]
+        if not tasks or not all(t is None or isinstance(t, str) and t for t in tasks):
+            raise SweepConfigError(f"{where}.task_dataset: expected a dataset spec or a non-empty list of them")
         proxies = entry.get("proxy")
         proxies = proxies if isinstance(proxies, list) else [proxies] if proxies is not None else [None]
         if needs_proxy or method == "combo" and proxies != [None]:
@@ -173,19 +206,20 @@ class SweepConfig:
             if not values:
                 raise SweepConfigError(f"{where}.{key}: empty list; give at least one value")
         runs = []
-        for proxy in proxies:
+        for proxy, task in itertools.product(proxies, tasks):
             for combo in itertools.product(*axes.values()) if axes else [()]:
                 run_settings = {**implied, **settings, **dict(zip(axes, combo))}
                 strength = run_settings.get(strength_key) if strength_key else None
-                # other swept knobs (learning rate, batch size, ...) make separate curves
-                extra = ", ".join(f"{SHORT.get(k, k)}={v:g}" if isinstance(v, (int, float)) else f"{SHORT.get(k, k)}={v}"
-                                  for k, v in zip(axes, combo) if k != strength_key)
+                # other swept knobs (learning rate, batch size, ...) and other task data make separate curves
+                extra = ", ".join([f"{SHORT.get(k, k)}={v:g}" if isinstance(v, (int, float)) else f"{SHORT.get(k, k)}={v}"
+                                   for k, v in zip(axes, combo) if k != strength_key]
+                                  + ([f"task={task_label(task)}"] if task and not entry.get("name") else []))
                 group = _group_name(method, proxy, entry.get("name")) + (f" ({extra})" if extra else "")
                 name = group
                 if strength is not None:
                     base = _group_name(method, proxy, entry.get("name"))
                     name = f"{base} {SYMBOLS.get(strength_key, strength_key)}={strength:g}" + (f" ({extra})" if extra else "")
-                runs.append(RunSpec(method, name, group, seed, run_settings, proxy, strength_key, strength))
+                runs.append(RunSpec(method, name, group, seed, run_settings, proxy, strength_key, strength, task))
         return runs
 
     def _check_proxies(self, proxies: list, where: str) -> None:
@@ -196,6 +230,26 @@ class SweepConfig:
             if proxy not in self.proxies:
                 raise SweepConfigError(f"{where}.proxy: unknown proxy {proxy!r}; defined under proxies: "
                                        f"{', '.join(self.proxies) or 'none'}")
+
+
+def task_label(spec: str) -> str:
+    """A short name for a task dataset spec: the toy split or the file/folder stem."""
+    tail = spec.rsplit(":", 1)[-1] if spec.startswith("toyworld") else spec
+    return Path(tail).stem or tail
+
+
+def _check_diagnostics(values: Any, source: str) -> dict[str, Any] | None:
+    if values is None:
+        return None
+    from .diagnostics.config import DiagnosticsConfig
+
+    if not isinstance(values, dict):
+        raise SweepConfigError(f"{source}: 'diagnostics' must be a mapping of DiagnosticsConfig fields")
+    try:
+        DiagnosticsConfig.from_dict(values)
+    except ValueError as err:
+        raise SweepConfigError(f"{source}: diagnostics.{err}") from None
+    return dict(values)
 
 
 def _group_name(method: str, proxy: str | None, custom: str | None) -> str:

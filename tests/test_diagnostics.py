@@ -1,0 +1,230 @@
+"""Theory diagnostics: the statistics, bad input, `safety-tradeoff diagnose` on the toy world, the report's
+"predicted vs measured" section, and the papers' predictions on a small toy-world sweep."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from safety_tradeoff.diagnostics.check import check, markdown
+from safety_tradeoff.diagnostics.config import DiagnosticsConfig
+from safety_tradeoff.diagnostics.similarity import kernel_comparison, median_bandwidth, paired_loss_gap, weighted_loss
+from safety_tradeoff.results import RunRecord
+from safety_tradeoff.sweep_config import SweepConfig, SweepConfigError
+from test_sweep import TOY_TRAINING, sweep_dict
+
+
+# ----------------------------------------------------------------------------------------- statistics
+def test_kernel_similarity_separates_same_from_shifted_distributions():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(150, 8, generator=gen), torch.randn(150, 8, generator=gen)
+    sigma = median_bandwidth(x)
+    same = kernel_comparison(x, y, sigma, n_boot=100)
+    shifted = kernel_comparison(x, y + 2.0, sigma, n_boot=100)
+    assert same["similarity"].value > 0.97 and abs(same["mmd2"].value) < 0.02
+    assert shifted["similarity"].high < same["similarity"].low  # intervals apart
+    assert shifted["mmd2"].low > same["mmd2"].high
+    for stat in (*same.values(), *shifted.values()):
+        assert stat.low <= stat.value <= stat.high or math.isclose(stat.value, stat.high, rel_tol=1e-2)
+
+
+def test_losses_are_token_weighted_and_paired():
+    sums, tokens = torch.tensor([2.0, 6.0, 1.0], dtype=torch.float64), torch.tensor([1.0, 3.0, 4.0], dtype=torch.float64)
+    loss = weighted_loss(sums, tokens, n_boot=50)
+    assert loss.value == pytest.approx(9.0 / 8.0)
+    after = sums + torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    gap = paired_loss_gap(after, sums, tokens, n_boot=50)
+    assert gap.value == pytest.approx(3.0 / 8.0) and gap.low > 0  # every example got worse
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("values, message", [
+    ({}, "safety_dataset: required"),
+    ({"safety_dataset": "x", "fit_stepz": 3}, "fit_stepz: unknown setting"),
+    ({"safety_dataset": "x", "fit_steps": -1}, "fit_steps: must be an integer >= 0"),
+    ({"safety_dataset": "x", "hessian_params": "some"}, "hessian_params: must be 'all' or 'lora'"),
+    ({"safety_dataset": "x", "hessian_method": "arnoldi"}, "hessian_method"),
+    ({"safety_dataset": "x", "radii": [1, -2]}, "radii: must be numbers >= 0"),
+    ({"safety_dataset": "x", "confidence": 1.5}, "confidence"),
+    ({"safety_dataset": "x", "max_examples": 0}, "max_examples: must be a positive integer"),
+])
+def test_config_errors_name_the_setting(values, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        DiagnosticsConfig.from_dict(values)
+
+
+def test_sweep_diagnostics_block_is_validated_by_key():
+    with pytest.raises(SweepConfigError, match=r"diagnostics\.fit_stepz: unknown setting"):
+        SweepConfig.from_dict(sweep_dict(diagnostics={"safety_dataset": "toyworld:eval/alignment", "fit_stepz": 1}))
+    with pytest.raises(SweepConfigError, match=r"methods\[0\]\.task_dataset"):
+        SweepConfig.from_dict(sweep_dict(methods=[{"method": "sft", "task_dataset": []}]))
+
+
+def test_entry_task_datasets_make_their_own_runs():
+    config = SweepConfig.from_dict(sweep_dict(
+        diagnostics={"safety_dataset": "toyworld@{seed}:eval/alignment"},
+        methods=[{"method": "sft", "task_dataset": "toyworld:task_low_overlap"},
+                 {"method": "case2", "anchor_lambda": 0.1, "task_dataset": ["toyworld:task_high_overlap",
+                                                                            "toyworld:task_low_overlap"]}]))
+    runs = config.expand()
+    names = [r.name for r in runs]
+    assert names[:3] == ["aligned θ₀", "diagnostics", "plain SFT"]
+    assert "plain SFT (task=task_low_overlap)" in names and "Case II λ=0.1 (task=task_low_overlap)" in names
+    assert config.task_datasets() == ["toyworld:task_high_overlap", "toyworld:task_low_overlap"]
+    ids = [r.run_id(config) for r in runs]
+    assert len(set(ids)) == len(ids)
+
+
+def test_pairs_errors_name_the_dataset_and_columns(tmp_path):
+    from safety_tradeoff.data import DataSpecError
+    from safety_tradeoff.diagnostics.examples import DiagnosticsDataError, load_pairs
+
+    path = tmp_path / "safety.jsonl"
+    path.write_text(json.dumps({"question": "how do i x", "text": "no"}) + "\n")
+    with pytest.raises(DiagnosticsDataError, match=r"no response column .*columns: question, text"):
+        load_pairs(str(path))
+    assert load_pairs(str(path), response_column="text") == [("how do i x", "no")]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises((DataSpecError, DiagnosticsDataError), match="empty"):
+        load_pairs(str(empty))
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text(json.dumps({"prompt": "hi", "completion": " "}) + "\n")
+    with pytest.raises(DiagnosticsDataError, match="no example with a non-empty prompt and response"):
+        load_pairs(str(blank))
+
+
+def test_tokenizer_without_chat_template_is_refused():
+    from safety_tradeoff.diagnostics.examples import DiagnosticsDataError, encode_pairs
+    from tiny_models import build_tokenizer
+
+    with pytest.raises(DiagnosticsDataError, match="has no chat template"):
+        encode_pairs(build_tokenizer(chat_template=None), [("how do i x", "no")], 64)
+
+
+# ------------------------------------------------------------------------------- the report's section
+def _record(name, method, seed, nll, dist=None, proxy=None, task="toyworld:task_high_overlap", settings=None,
+            diagnostics=None):
+    metrics = {"alignment_nll": nll} if nll is not None else {}
+    if dist is not None:
+        metrics["dist_to_theta0"] = dist
+    config = {"settings": settings or {}, "task_dataset": task}
+    if diagnostics is not None:
+        config["diagnostics"] = diagnostics
+    return RunRecord(run_id=f"{name}-{seed}", name=name, method=method, seed=seed, proxy=proxy, config=config,
+                     metrics=metrics)
+
+
+def _diag(grad_norm, beta, proxy_order, task_order):
+    interval = {"value": 0.5, "low": 0.4, "high": 0.6}
+    return {"safety": {"loss": interval}, "landscape": {"grad_norm": grad_norm, "beta": beta, "iterations": 5,
+                                                        "converged": True},
+            "proxies": {p: {"similarity": interval} for p in proxy_order},
+            "tasks": {t: {"spec": f"toyworld:{t}", "similarity": interval} for t in task_order},
+            "predicted": {"proxy_order": proxy_order, "task_order": task_order}}
+
+
+def test_check_reports_bound_failures_and_order_mismatches(tmp_path):
+    from safety_tradeoff.report import build_report
+
+    diag = _diag(grad_norm=0.1, beta=1.0, proxy_order=["near", "far"], task_order=["low", "high"])
+    records = [
+        _record("aligned θ₀", "aligned", 0, 0.5), _record("diagnostics", "diagnostics", 0, None, diagnostics=diag),
+        # r = 1: bound 0.1 + 0.5 = 0.6; G_s 0.2 holds, G_s 1.0 does not
+        _record("Case II λ=1", "case2", 0, 0.7, dist=1.0, settings={"anchor_lambda": 1.0}),
+        _record("Case II λ=0.1", "case2", 0, 1.5, dist=1.0, settings={"anchor_lambda": 0.1}),
+        # measured far < near: the prediction near < far fails
+        _record("Case I near λ=1", "case1", 0, 0.9, proxy="near", settings={"align_lambda": 1.0}),
+        _record("Case I far λ=1", "case1", 0, 0.6, proxy="far", settings={"align_lambda": 1.0}),
+        _record("plain SFT", "sft", 0, 1.4, task="toyworld:high"),
+        _record("plain SFT low", "sft", 0, 1.1, task="toyworld:low"),
+    ]
+    result = check(records)
+    summary = result.summary()
+    assert (summary["case2_bound_holds"], summary["case2_runs"]) == (1, 2)
+    assert (summary["proxy_order_matches"], summary["proxy_comparisons"]) == (0, 1)
+    assert (summary["task_order_matches"], summary["task_comparisons"]) == (1, 1)
+    text = markdown(result)
+    assert "holds on 1/2 Case II runs" in text and "**no**" in text and "Where it fails" in text
+    assert "Case II λ=0.1 seed 0 (G_s 1.000 > 0.600)" in text
+    report = build_report(records, tmp_path / "report")
+    assert "Predicted vs measured" in report.summary and (tmp_path / "report" / "case2_bound.png").is_file()
+    assert "diagnostics" not in [r.name for r in report.rows], "the diagnostics record is not a leaderboard row"
+    assert check([r for r in records if r.method != "diagnostics"]) is None
+    plain = build_report([r for r in records if r.method != "diagnostics"], tmp_path / "plain")
+    assert "Predicted vs measured" not in plain.summary and not (tmp_path / "plain" / "case2_bound.png").exists()
+
+
+# -------------------------------------------------------------------------------------- on the toy world
+@pytest.fixture
+def toy_env(toy_world, toy_cache, monkeypatch):
+    monkeypatch.setenv("SAFETY_TRADEOFF_CACHE", toy_cache)
+    return toy_world
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "safety_tradeoff.cli", *args], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=600)
+
+
+def test_diagnose_command_on_the_toy_world(tmp_path, toy_env):
+    out = tmp_path / "diag.json"
+    proc = _cli("diagnose", "--model", "toyworld:aligned", "--safety", "toyworld:eval/alignment",
+                "--proxy", "near=toyworld:proxy_near", "--proxy", "far=toyworld:proxy_far",
+                "--task", "high=toyworld:task_high_overlap", "--task", "low=toyworld:task_low_overlap",
+                "--radius", "1", "--set", "bootstrap=50", "--set", "fit_steps=30", "--set", "fit_learning_rate=1e-3",
+                "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diag = json.loads(out.read_text())
+    near, far = diag["proxies"]["near"], diag["proxies"]["far"]
+    assert near["cross_loss_gap"]["high"] < far["cross_loss_gap"]["low"]
+    assert near["similarity"]["value"] > far["similarity"]["value"]
+    assert diag["tasks"]["high"]["similarity"]["value"] > diag["tasks"]["low"]["similarity"]["value"]
+    assert diag["predicted"]["proxy_order"] == ["near", "far"] and diag["predicted"]["task_order"] == ["low", "high"]
+    land = diag["landscape"]
+    assert land["converged"] and land["grad_norm"] > 0 and land["beta"] > 0
+    assert diag["predicted"]["bounds"]["1"] == pytest.approx(land["grad_norm"] + land["beta"] / 2)
+    assert "Case II bound" in proc.stdout and "cross-loss gap" in proc.stdout
+
+    bad = _cli("diagnose", "--model", "toyworld:aligned", "--safety", "toyworld:eval/alignment", "--proxy", "near")
+    assert bad.returncode == 2 and "--proxy expects NAME=DATASET" in bad.stderr
+    bad = _cli("diagnose", "--model", "toyworld:aligned", "--safety", str(tmp_path / "missing.jsonl"))
+    assert bad.returncode == 2 and "missing.jsonl" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_predictions_hold_on_a_small_toy_sweep(tmp_path, toy_env):
+    """The issue's claim on world seed 0: near < far proxy and low < high overlap in G_s, as predicted, and
+    the Case II bound holds (the README reports 3 seeds)."""
+    from safety_tradeoff.report import build_report
+    from safety_tradeoff.sweep import run_sweep
+
+    config = SweepConfig.from_dict(sweep_dict(
+        training={**TOY_TRAINING, "max_steps": 100},
+        diagnostics={"safety_dataset": "toyworld:eval/alignment", "fit_steps": 30, "fit_learning_rate": 1e-3,
+                     "bootstrap": 50},
+        methods=[{"method": "sft", "task_dataset": "toyworld:task_low_overlap"},
+                 {"method": "case1", "proxy": ["near", "far"], "align_lambda": 0.1},
+                 {"method": "case2", "anchor_lambda": 0.1}, {"method": "case2_ball", "anchor_radius": 1.0}]))
+    records = run_sweep(config, tmp_path / "r.jsonl", log=lambda m: None)
+    assert all(r.ok for r in records), [r.error for r in records if not r.ok]
+    result = check(records)
+    diag_loss, lm_eval_loss = result.loss_mismatch[0]
+    assert diag_loss == pytest.approx(lm_eval_loss, rel=1e-3), "diagnose and lm-eval must score the same L_s"
+    summary = result.summary()
+    assert summary["case2_runs"] == 2 and summary["case2_bound_holds"] == 2
+    assert summary["proxy_comparisons"] == 1 and summary["proxy_order_matches"] == 1
+    assert summary["task_comparisons"] == 1 and summary["task_order_matches"] == 1
+    ball = next(b for b in result.bounds if b.method == "case2_ball")
+    assert ball.radius <= 1.0 + 1e-4  # the hard constraint held on the evaluated weights
+    report = build_report(records, tmp_path / "report")
+    text = (tmp_path / "report" / "theory_check.md").read_text()
+    assert "holds on 2/2 Case II runs" in text and "matches the measured one in 1/1" in text
+    assert "Predicted vs measured" in report.summary
+    yaml.safe_dump(summary)  # plain numbers (what the README quotes)
