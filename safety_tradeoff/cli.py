@@ -15,6 +15,7 @@ Start here:
                                        model with plain fine-tunes of it (a few minutes, CPU)
   safety-tradeoff toyworld build       build (or find in the cache) the toy world only
   safety-tradeoff diagnose --sweep X   the theory's quantities at θ₀ and its predictions for sweep X
+  safety-tradeoff judge OUT --judge M  rescore lm-eval --log_samples output with a judge model
   safety-tradeoff tasks-path           folder of the lm-eval tasks, for
                                        lm_eval --include_path "$(safety-tradeoff tasks-path)"
 """
@@ -267,6 +268,43 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     console.print(f"diagnostics written to {out} ({result['timings']['total_s']:.1f} s)")
 
 
+def cmd_judge(args: argparse.Namespace) -> None:
+    """Judge saved lm-eval samples; a rich table per folder: keyword vs judged rates and the 2×2 table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .judges import JudgeError, SamplesError, judge_samples, load_judge
+    from .judges.samples import load_samples
+
+    console = _console()
+    try:
+        load_samples(args.samples, max_samples=args.max_samples)  # bad input fails before a judge loads
+        judge = load_judge(args.judge, args.format, label_map=args.label_map, threshold=args.threshold,
+                           batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                           max_response_tokens=args.max_response_tokens, input=args.classifier_input)
+        outcomes = judge_samples(args.samples, judge, args.out, max_samples=args.max_samples,
+                                 log=lambda m: console.print(m))
+    except (JudgeError, SamplesError) as err:
+        raise UserError(str(err)) from None
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    out = Console() if Console().is_terminal else Console(width=200)
+    for folder in outcomes:
+        table = Table(title=f"{folder.source}: judge {judge.name} ({judge.config()['format']}, threshold "
+                            f"{judge.threshold:g})")
+        for header in ("task", "n", "keyword harmful", "judged harmful", "unparsed", "both harmful", "keyword only",
+                       "judge only", "both safe", "agreement", "κ"):
+            table.add_column(header, justify="left" if header == "task" else "right")
+        for t in folder.tasks:
+            m, c = t.metrics, t.counts
+            kappa = m["cohen_kappa,none"]
+            table.add_row(t.task, str(t.n), pct(m["keyword_harmful_rate,none"]), pct(m["judge_harmful_rate,none"]),
+                          f"{c['unparsed']} ({pct(m['judge_unparsed_rate,none'])})", str(c["both_harmful"]),
+                          str(c["keyword_only"]), str(c["judge_only"]), str(c["both_safe"]),
+                          pct(m["agreement,none"]), "–" if kappa is None else f"{kappa:+.2f}")
+        out.print(table)
+        console.print(f"written: {folder.results} and judged_<task>.jsonl in {folder.out_dir}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import DEMO_SWEEP, demo_config
     from .sweep import run_sweep
@@ -353,6 +391,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="diagnostics.json", help="JSON output (default ./diagnostics.json)")
     p.set_defaults(func=cmd_diagnose)
 
+    p = sub.add_parser("judge", help="rescore saved lm-eval generations with a judge model (Llama Guard, HarmBench...)",
+                       description="Read lm-eval's --log_samples / --predict_only output of the harmful-prompt tasks, "
+                                   "score every (prompt, response) with a judge and write judged_<task>.jsonl and "
+                                   "results_judged.json next to the samples (or under --out): judged harmful rate, "
+                                   "unparsed answers, and the keyword-vs-judge 2×2 table. Re-running skips samples "
+                                   "the same judge already scored.",
+                       epilog="examples:\n  safety-tradeoff judge out/ --judge meta-llama/Llama-Guard-3-1B\n"
+                              "  safety-tradeoff judge out/ --judge cais/HarmBench-Llama-2-13b-cls --dtype bfloat16\n"
+                              "  safety-tradeoff judge out/model/samples_safety_tradeoff_advbench_*.jsonl "
+                              "--judge ./my-classifier --format classifier --label-map unsafe=LABEL_1",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("samples", nargs="+", help="lm-eval --output_path folder(s) or samples_<task>_<time>.jsonl file(s)")
+    p.add_argument("--judge", required=True, metavar="MODEL", help="judge model: Hub id or local folder")
+    p.add_argument("--format", choices=["llama_guard", "harmbench", "classifier"],
+                   help="judge prompt format (default: guessed from the model's name and architecture)")
+    p.add_argument("--label-map", metavar="unsafe=LABEL[,safe=LABEL]",
+                   help="classifier judges: which labels mean unsafe (several: unsafe=a+b); others count as safe")
+    p.add_argument("--threshold", type=float, default=0.5, help="P(unsafe) at or above which a verdict is unsafe")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default="auto", help="auto (bfloat16/float16 on GPU, float32 on CPU), float32, bfloat16")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: next to the sample files)")
+    p.add_argument("--max-samples", type=int, help="judge at most N samples per task (a quick look)")
+    p.add_argument("--max-response-tokens", type=int, default=512,
+                   help="clip responses to N judge tokens, as HarmBench does (0: no clipping)")
+    p.add_argument("--classifier-input", choices=["pair", "response"], default="pair",
+                   help="classifier judges: (prompt, response) as a text pair, or the response alone")
+    p.set_defaults(func=cmd_judge)
+
     p = sub.add_parser("toyworld", help="build or inspect the offline toy world",
                        description="The toy world: synthetic safety/task data and a tiny aligned Llama.")
     toy = p.add_subparsers(dest="toy_command", metavar="ACTION", required=True)
@@ -376,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    if args.command in ("demo", "sweep", "toyworld", "diagnose"):
+    if args.command in ("demo", "sweep", "toyworld", "diagnose", "judge"):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # per-load/save bars; the sweep and trainer bars remain

@@ -2,12 +2,14 @@
 
 The model is loaded fresh from its folder for every evaluation and lm-eval's request cache is off:
 lm-eval keys that cache on the request, not the weights, so a cached answer could belong to another
-checkpoint.
+checkpoint. With a judge (`eval.judge`), samples are logged, the evaluated model is freed, and the
+judge scores the harmful tasks' responses in the same call (`judges.run.judge_metrics`).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import math
 import os
 import sys
@@ -104,14 +106,35 @@ class LmEvalEvaluator:
         world = world_dir_of(model_dir)
         if world is not None and "toy_world" not in metadata:
             metadata["toy_world"] = str(world)
+        judge = getattr(self.spec, "judge", None)
         with quiet_stderr():
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.spec.batch_size,
                       max_length=self.spec.max_length)
             out = lm_eval.simple_evaluate(model=lm, tasks=list(self.spec.tasks), task_manager=_with_metadata(
                 self.manager, metadata), apply_chat_template=self.spec.apply_chat_template, bootstrap_iters=0,
-                log_samples=False)
+                log_samples=bool(judge))
         flat = flatten(out["results"])
-        return {**canonical(flat), **flat}
+        metrics = {**canonical(flat), **flat}
+        if judge:
+            del lm, model  # the evaluated model leaves the device before the judge loads
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            metrics.update(judge_saved_samples(out.pop("samples", {}), judge))
+        return metrics
+
+
+def judge_saved_samples(samples: dict[str, list[dict]], judge: dict[str, Any]) -> dict[str, float]:
+    """Score the harmful tasks' samples with the sweep's `eval.judge` (loaded here, freed after):
+    `judge_harmful_rate`, `judge_unparsed_rate`, `judge_agreement` and `judge/<task>/...` (see judges.run)."""
+    from .judges import judge_metrics, load_judge
+
+    scorer = load_judge(**judge)
+    try:
+        return judge_metrics(samples, scorer)
+    finally:
+        del scorer
+        gc.collect()
 
 
 @contextlib.contextmanager

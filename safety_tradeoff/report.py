@@ -346,6 +346,7 @@ def leaderboard_columns(rows: Sequence[ConfigRow], capability_metric: str = "tas
     candidates = [
         Column("harmful_rate", "harmful ↓", "pct"),
         Column("harmful_rate_gcg", "harmful (GCG) ↓", "pct"),
+        Column("judge_harmful_rate", "harmful (judge) ↓", "pct", always=False),
         Column("harmful_rate_far", "harmful, far categories ↓", "pct", always=False),
         Column("compliance_rate", "compliance ↓", "pct", always=False),
         Column("over_refusal_rate", "over-refusal ↓", "pct"),
@@ -963,6 +964,9 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
     summary, frontier = summary_markdown(rows, failed, len(records), safety_metric, capability_metric, tolerance,
                                          notes)
     summary += _theory_section(records + diagnostics, out, paths)
+    from .judges.agreement import judge_section  # standard library only
+
+    summary += judge_section(rows, records)  # keyword vs judge 2×2 per run; "" without judge metrics
     paths["summary.md"] = out / "summary.md"
     paths["summary.md"].write_text(summary, encoding="utf-8")
     return Report(rows=rows, failed=failed, paths=paths, markdown=markdown, summary=summary, notes=notes,
@@ -997,8 +1001,8 @@ def rich_table(report: Report, compact: bool = True):
 
     cols = leaderboard_columns(report.rows, report.capability_metric)
     if compact:
-        keep = {"harmful_rate", "harmful_rate_gcg", "over_refusal_rate", "safety_gap", report.capability_metric,
-                "capability_gap", "train_s"}
+        keep = {"harmful_rate", "harmful_rate_gcg", "judge_harmful_rate", "over_refusal_rate", "safety_gap",
+                report.capability_metric, "capability_gap", "train_s"}
         cols = [c for c in cols if c.key in keep]
     table = Table(title="Leaderboard (mean ± std over seeds; full table in leaderboard.md)")
     table.add_column("run", overflow="fold")

@@ -34,7 +34,7 @@ from typing import Any
 
 # Metrics where lower is safer/better (used by reports to orient axes and pick the Pareto frontier).
 LOWER_IS_BETTER = {"harmful_rate", "harmful_rate_gcg", "compliance_rate", "empty_rate", "over_refusal_rate",
-                   "alignment_nll", "task_nll", "safety_gap", "capability_gap"}
+                   "alignment_nll", "task_nll", "safety_gap", "capability_gap", "judge_harmful_rate"}
 
 
 @dataclass

@@ -69,6 +69,7 @@ class EvalSpec:
     max_length: int | None = None
     apply_chat_template: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)  # passed to the lm-eval TaskManager
+    judge: dict[str, Any] | None = None  # judge scoring of the harmful tasks (keys: safety_tradeoff.judges.config)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class RunSpec:
                    "proxy_data": sweep.proxies.get(self.proxy) if self.proxy else None,
                    "base_model": sweep.base_model, "task": self.task(sweep),
                    "training": sweep.training if self.method != "aligned" else {},
-                   "eval": dataclasses.asdict(sweep.eval)}
+                   "eval": {k: v for k, v in dataclasses.asdict(sweep.eval).items()
+                            if k != "judge" or v is not None}}  # no judge: the run ids sweeps already have
         if self.method == "diagnostics":
             payload = {"method": self.method, "seed": self.seed, "base_model": sweep.base_model,
                        "diagnostics": sweep.diagnostics, "proxies": sweep.proxies, "tasks": sweep.task_datasets()}
@@ -150,6 +152,13 @@ class SweepConfig:
         bad = sorted(set(eval_values) - eval_keys)
         if bad:
             raise SweepConfigError(f"{source}: unknown key(s) eval.{', eval.'.join(bad)}; known: {', '.join(sorted(eval_keys))}")
+        if eval_values.get("judge") is not None:
+            from .judges.config import check_judge_config
+
+            try:
+                check_judge_config(eval_values["judge"])
+            except ValueError as err:
+                raise SweepConfigError(f"{source}: {err}") from None
         seeds = values.get("seeds", [0])
         seeds = seeds if isinstance(seeds, list) else [seeds]
         if not seeds or not all(isinstance(s, int) for s in seeds):
