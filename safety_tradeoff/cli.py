@@ -28,12 +28,11 @@ class UserError(Exception):
 def _parse_value(text: str) -> Any:
     import yaml
 
+    import re
+
     value = yaml.safe_load(text)
-    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-3 as a string
     return value
 
 
@@ -254,9 +253,12 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     try:
         model, tokenizer = load_model(model_name, device=args.device, dtype=args.dtype,
                                       trust_remote_code=args.trust_remote_code)
+    except (DataSpecError, OSError, ValueError) as err:
+        raise UserError(f"cannot load model {model_name!r}: {str(err).strip().splitlines()[0]}") from None
+    try:
         result = diagnose(model, tokenizer, config, proxies=proxies, tasks=tasks, model_name=model_name,
                           progress=lambda m: console.print(m))
-    except (DataSpecError, DiagnosticsDataError, OSError) as err:
+    except (DataSpecError, DiagnosticsDataError, OSError, ValueError) as err:  # the diagnostics' own checks
         raise UserError(str(err)) from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -313,7 +315,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     sweep = demo_config(seeds=args.seeds, steps=args.steps)
     _console().print(f"demo: toy-world sweep {DEMO_SWEEP.name} with {args.seeds} seed(s); results in {out}")
     run_sweep(sweep, out / "results.jsonl", log=lambda m: _console().print(m))
-    _report([str(out / "results.jsonl")], str(out / "report"))
+    _report([str(out / "results.jsonl")], str(out / "report"), sft_name="plain SFT")  # not the low-overlap one
 
 
 def _add_world_args(p: argparse.ArgumentParser) -> None:

@@ -940,7 +940,7 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
-    diagnostics = [r for r in records if r.method == "diagnostics"]
+    diagnostics = [r for r in records if r.method == "diagnostics"]  # the theory section's, not leaderboard rows
     records = [r for r in records if r.method != "diagnostics"]
     rows, failed = aggregate(records, capability_metric=capability_metric, aligned_name=aligned_name,
                              sft_name=sft_name, notes=notes)
@@ -979,7 +979,8 @@ def _theory_section(records: list[RunRecord], out: Path, paths: dict[str, Path])
 
     result = check(records)
     target = out / "case2_bound.png"
-    target.unlink(missing_ok=True)
+    target.unlink(missing_ok=True)  # stale files of an earlier report must not pass for this one
+    (out / "theory_check.md").unlink(missing_ok=True)
     if result is None:
         return ""
     text = markdown(result)

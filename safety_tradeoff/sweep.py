@@ -160,8 +160,9 @@ def diagnostics_inputs(sweep: SweepConfig, seed: int) -> tuple[str, dict[str, st
 
     proxies = {name: _expand_seed(spec, seed) for name, spec in sweep.proxies.items()}
     tasks: dict[str, str] = {}
-    for spec in sweep.task_datasets():
-        label = task_label(spec)
+    specs = sweep.task_datasets()
+    for spec in specs:
+        label = task_label(spec, specs)
         name = label if label not in tasks else f"{label}_{len(tasks)}"
         tasks[name] = _expand_seed(spec, seed)
     return _expand_seed(sweep.base_model, seed), proxies, tasks

@@ -187,7 +187,10 @@ class SweepConfig:
                 runs.append(RunSpec("diagnostics", LABELS["diagnostics"], LABELS["diagnostics"], seed, {}))
             for where, entry in entries:
                 runs += self._expand_entry(entry, seed, fields, where)
-        return runs
+        unique = {}  # an entry may repeat a run (e.g. its task_dataset is the sweep's): train it once
+        for run in runs:
+            unique.setdefault(run.run_id(self), run)
+        return list(unique.values())
 
     def _expand_entry(self, entry: Any, seed: int, fields: set[str], where: str) -> list[RunSpec]:
         if not isinstance(entry, dict) or "method" not in entry:
@@ -222,7 +225,8 @@ class SweepConfig:
                 # other swept knobs (learning rate, batch size, ...) and other task data make separate curves
                 extra = ", ".join([f"{SHORT.get(k, k)}={v:g}" if isinstance(v, (int, float)) else f"{SHORT.get(k, k)}={v}"
                                    for k, v in zip(axes, combo) if k != strength_key]
-                                  + ([f"task={task_label(task)}"] if task and not entry.get("name") else []))
+                                  + ([f"task={task_label(task, tasks)}"] if task and (len(tasks) > 1 or not entry.get("name"))
+                                     else []))
                 group = _group_name(method, proxy, entry.get("name")) + (f" ({extra})" if extra else "")
                 name = group
                 if strength is not None:
@@ -241,10 +245,16 @@ class SweepConfig:
                                        f"{', '.join(self.proxies) or 'none'}")
 
 
-def task_label(spec: str) -> str:
-    """A short name for a task dataset spec: the toy split or the file/folder stem."""
-    tail = spec.rsplit(":", 1)[-1] if spec.startswith("toyworld") else spec
-    return Path(tail).stem or tail
+def task_label(spec: str, others: list | None = None) -> str:
+    """A short name for a task dataset spec: the toy split or the file/folder stem; the whole spec when
+    another spec of `others` has the same short name."""
+    def short(value: str) -> str:
+        tail = value.rsplit(":", 1)[-1] if value.startswith("toyworld") else value
+        return Path(tail).stem or tail
+
+    label = short(spec)
+    clash = any(o and o != spec and short(o) == label for o in others or [])
+    return spec if clash else label
 
 
 def _check_diagnostics(values: Any, source: str) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -31,7 +30,9 @@ def test_kernel_similarity_separates_same_from_shifted_distributions():
     assert shifted["similarity"].high < same["similarity"].low  # intervals apart
     assert shifted["mmd2"].low > same["mmd2"].high
     for stat in (*same.values(), *shifted.values()):
-        assert stat.low <= stat.value <= stat.high or math.isclose(stat.value, stat.high, rel_tol=1e-2)
+        assert stat.low <= stat.value <= stat.high  # resampled duplicates must not bias the intervals
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        kernel_comparison(x[:1], y, sigma)
 
 
 def test_losses_are_token_weighted_and_paired():
@@ -79,6 +80,11 @@ def test_entry_task_datasets_make_their_own_runs():
     assert config.task_datasets() == ["toyworld:task_high_overlap", "toyworld:task_low_overlap"]
     ids = [r.run_id(config) for r in runs]
     assert len(set(ids)) == len(ids)
+    named = SweepConfig.from_dict(sweep_dict(methods=[
+        {"method": "sft", "name": "mine", "task_dataset": ["a/v1/train.jsonl", "a/v2/train.jsonl"]},
+        {"method": "sft", "task_dataset": "toyworld:task_high_overlap"}]))  # = the sweep's: no second run
+    assert [r.name for r in named.expand()] == ["aligned θ₀", "plain SFT", "mine (task=a/v1/train.jsonl)",
+                                                "mine (task=a/v2/train.jsonl)"]
 
 
 def test_pairs_errors_name_the_dataset_and_columns(tmp_path):
@@ -157,6 +163,20 @@ def test_check_reports_bound_failures_and_order_mismatches(tmp_path):
     assert "Predicted vs measured" in report.summary and (tmp_path / "report" / "case2_bound.png").is_file()
     assert "diagnostics" not in [r.name for r in report.rows], "the diagnostics record is not a leaderboard row"
     assert check([r for r in records if r.method != "diagnostics"]) is None
+    # runs of a seed without diagnostics, LoRA-based landscapes, duplicate runs and failed diagnostics are
+    # reported, never silently dropped or mixed
+    lora = {**diag, "landscape": {**diag["landscape"], "params": "lora"}}
+    more = [_record("aligned θ₀", "aligned", 1, 0.5), _record("Case II λ=1", "case2", 1, 0.7, dist=1.0),
+            _record("aligned θ₀", "aligned", 2, 0.5), _record("Case II λ=1", "case2", 2, 0.7, dist=1.0),
+            _record("diagnostics", "diagnostics", 2, None, diagnostics=lora),
+            _record("Case I far λ=1", "case1", 0, 0.8, proxy="far", settings={"align_lambda": 1.0}),
+            RunRecord(run_id="d3", name="diagnostics", method="diagnostics", seed=3, status="failed",
+                      error="ValueError: the cross-loss fit diverged")]
+    result = check(records + more)
+    assert result.summary()["case2_runs"] == 2 and result.summary()["proxy_comparisons"] == 0
+    text = markdown(result)
+    assert "1 run(s) not checked: no diagnostics" in text and "LoRA parameters" in text
+    assert "proxy comparison(s) skipped" in text and "diagnostics failed, seed 3: ValueError" in text
     plain = build_report([r for r in records if r.method != "diagnostics"], tmp_path / "plain")
     assert "Predicted vs measured" not in plain.summary and not (tmp_path / "plain" / "case2_bound.png").exists()
 
@@ -196,6 +216,10 @@ def test_diagnose_command_on_the_toy_world(tmp_path, toy_env):
     assert bad.returncode == 2 and "--proxy expects NAME=DATASET" in bad.stderr
     bad = _cli("diagnose", "--model", "toyworld:aligned", "--safety", str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 2 and "missing.jsonl" in bad.stderr and "Traceback" not in bad.stderr
+    bad = _cli("diagnose", "--model", str(tmp_path), "--safety", "toyworld:eval/alignment")
+    assert bad.returncode == 2 and "not a model folder" in bad.stderr
+    bad = _cli("diagnose", "--model", "toyworld:aligned", "--safety", "toyworld:eval/alignment", "--set", "seed=x")
+    assert bad.returncode == 2 and "seed: must be an integer" in bad.stderr
 
 
 @pytest.mark.slow

@@ -57,11 +57,13 @@ class OrderCheck:
 
 @dataclass
 class TheoryCheck:
-    diagnostics: dict[int, dict]
+    diagnostics: dict[int, dict]  # seed -> diagnostics (of that seed's base model)
     bounds: list[BoundRow] = field(default_factory=list)
     proxies: list[OrderCheck] = field(default_factory=list)
     tasks: list[OrderCheck] = field(default_factory=list)
     loss_mismatch: dict[int, tuple[float, float]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # failed diagnostics runs: "seed s: error"
+    unchecked: list[str] = field(default_factory=list)  # why runs were left out of the checks
 
     def case2(self) -> list[BoundRow]:
         return [b for b in self.bounds if b.method in CASE2]
@@ -90,52 +92,82 @@ def _label(spec: str) -> str:
     return Path(tail).stem or tail
 
 
+def _base(record: RunRecord) -> tuple[int, str]:
+    """Whose θ₀ a record belongs to: its seed and base model (stores may mix sweeps)."""
+    return record.seed, str(record.config.get("base_model") or "")
+
+
 def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
     """None when the records hold no diagnostics (a sweep without a `diagnostics:` block)."""
+    records = list(records)
+    failed = [f"seed {r.seed}: {r.error}" for r in records if r.method == "diagnostics" and not r.ok]
     records = [r for r in records if r.ok]
-    diags = {r.seed: r.config["diagnostics"] for r in records if r.method == "diagnostics"
+    diags = {_base(r): r.config["diagnostics"] for r in records if r.method == "diagnostics"
              and isinstance(r.config.get("diagnostics"), dict)}
-    if not diags:
+    if not diags and not failed:
         return None
-    aligned = {r.seed: _finite(r.metrics.get("alignment_nll")) for r in records if r.method == "aligned"}
-    result = TheoryCheck(diagnostics=diags)
-    runs = []
+    aligned = {_base(r): _finite(r.metrics.get("alignment_nll")) for r in records if r.method == "aligned"}
+    result = TheoryCheck(diagnostics={seed: d for (seed, _), d in sorted(diags.items())}, failed=failed)
+    if len({seed for seed, _ in diags}) < len(diags):
+        result.unchecked.append("several base models share a seed; the per-seed table shows one of them")
+    runs, missing = [], defaultdict(int)
     for r in records:
-        if r.method in ("aligned", "diagnostics") or r.seed not in diags or aligned.get(r.seed) is None:
+        if r.method in ("aligned", "diagnostics"):
+            continue
+        if _base(r) not in diags or aligned.get(_base(r)) is None:
+            missing["no diagnostics" if _base(r) not in diags else "no aligned-model alignment NLL"] += 1
             continue
         value = _finite(r.metrics.get("alignment_nll"))
         if value is not None:
-            runs.append((r, value - aligned[r.seed]))
-    for seed, diag in diags.items():
-        if aligned.get(seed) is not None:
-            result.loss_mismatch[seed] = (diag["safety"]["loss"]["value"], aligned[seed])
+            runs.append((r, value - aligned[_base(r)]))
+    result.unchecked += [f"{n} run(s) not checked: {why} for their seed and base model" for why, n in missing.items()]
+    for base, diag in diags.items():
+        if aligned.get(base) is not None:
+            result.loss_mismatch[base[0]] = (diag["safety"]["loss"]["value"], aligned[base])
+    lora = 0
     for r, gap in runs:
         radius = _finite(r.metrics.get("dist_to_theta0"))
-        if radius is not None:
-            result.bounds.append(BoundRow(r.name, r.method, r.seed, radius, _bound(diags[r.seed], radius), gap))
-    result.proxies = _orders(runs, diags, factor="proxy")
-    result.tasks = _orders(runs, diags, factor="task")
+        if radius is None:
+            continue
+        if diags[_base(r)]["landscape"].get("params") == "lora":
+            lora += 1
+            continue
+        result.bounds.append(BoundRow(r.name, r.method, r.seed, radius, _bound(diags[_base(r)], radius), gap))
+    if lora:
+        result.unchecked.append(f"{lora} run(s) not checked against the bound: their diagnostics took the gradient "
+                                "and β_s along LoRA parameters (hessian_params: lora), which bound LoRA-norm moves, "
+                                "not full-weight ‖θ − θ₀‖")
+    result.proxies = _orders(runs, diags, factor="proxy", notes=result.unchecked)
+    result.tasks = _orders(runs, diags, factor="task", notes=result.unchecked)
     return result
 
 
-def _orders(runs: Sequence[tuple[RunRecord, float]], diags: dict[int, dict], factor: str) -> list[OrderCheck]:
+def _orders(runs: Sequence[tuple[RunRecord, float]], diags: dict[tuple[int, str], dict], factor: str,
+            notes: list[str]) -> list[OrderCheck]:
     """Group runs equal in everything but `factor`; every group with ≥ 2 levels is one comparison."""
     groups: dict[tuple, dict[str, tuple[RunRecord, float]]] = defaultdict(dict)
+    ambiguous: set[tuple] = set()
     for r, gap in runs:
         task = r.config.get("task_dataset") or ""
-        settings = json.dumps(r.config.get("settings") or {}, sort_keys=True, default=str)
+        same = json.dumps([r.config.get("settings") or {}, r.config.get("training") or {}, r.config.get("eval") or {}],
+                          sort_keys=True, default=str)
         if factor == "proxy":
             if not r.proxy:
                 continue
-            key, level = (r.seed, r.method, settings, task), r.proxy
+            key, level = (*_base(r), r.method, same, task), r.proxy
         else:
-            key, level = (r.seed, r.method, settings, r.proxy), task
+            key, level = (*_base(r), r.method, same, r.proxy), task
+        if level in groups[key]:
+            ambiguous.add(key)
         groups[key][level] = (r, gap)
+    if ambiguous:
+        notes.append(f"{len(ambiguous)} {factor} comparison(s) skipped: several runs with identical settings "
+                     "(merged result files?)")
     out = []
     for key, members in groups.items():
-        if len(members) < 2:
+        if len(members) < 2 or key in ambiguous:
             continue
-        diag = diags[key[0]]
+        diag = diags[(key[0], key[1])]
         if factor == "proxy":
             predicted = [p for p in diag["predicted"]["proxy_order"] if p in members]
             names = {p: p for p in members}
@@ -195,20 +227,21 @@ def markdown(result: TheoryCheck) -> str:
                    f"{land['grad_norm']:.3g} | {land['beta']:.3g} ({land.get('method', 'power')}, {land['iterations']}"
                    f"{'' if land['converged'] else ', NOT converged'}) | {_sample(land)} | {prox or '–'} | "
                    f"{tasks or '–'} |")
+    for line in result.failed:
+        out.append(f"\n⚠ diagnostics failed, {line} (its runs are not checked; the traceback is in the sweep's "
+                   "checkpoints folder)")
     for seed, (diag_loss, lm) in sorted(result.loss_mismatch.items()):
         if abs(diag_loss - lm) > 0.05 * max(abs(lm), 1e-6):
             out.append(f"\n⚠ seed {seed}: the diagnostics' L_s(θ₀) ({diag_loss:.3f}) differs from lm-eval's aligned "
                        f"alignment NLL ({lm:.3f}) by more than 5%: the bound is on another loss (other data, sample, "
                        "or chat template) than the measured G_s.")
-    if any(d["landscape"].get("params") == "lora" for d in result.diagnostics.values()):
-        out.append("\n⚠ The gradient and β_s were taken along LoRA parameters (hessian_params: lora): they describe "
-                   "L_s in the LoRA parametrisation, not in full weights, so the bound below is not a bound on "
-                   "full-weight ‖θ − θ₀‖ moves; it is shown for reference only.")
+    for note in result.unchecked:
+        out.append(f"\nNote: {note}.")
     c2 = result.case2()
     out += ["", f"### Case II bound: holds on {s['case2_bound_holds']}/{s['case2_runs']} Case II runs "
             f"({s['all_bound_holds']}/{s['all_runs']} over all fine-tuned runs)", ""]
     if not result.bounds:
-        out.append("No run has a measured ‖θ − θ₀‖ (LoRA checkpoints are not measured): nothing to check.")
+        out.append("No run with a measured ‖θ − θ₀‖ to check (LoRA checkpoints are not measured; see notes above).")
     else:
         out += ["| run | seed | r = ‖θ−θ₀‖ | bound | measured G_s | G_s / bound | holds |", "|---|---|---|---|---|---|---|"]
         for b in sorted(result.bounds, key=lambda b: (b.method not in CASE2, b.name, b.seed)):

@@ -77,9 +77,15 @@ class DiagnosticsConfig:
             raise ValueError(f"fit_steps: must be an integer >= 0 (0 skips the cross-loss), got {self.fit_steps!r}")
         for name in ("fit_learning_rate", "hessian_tol"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: must be a positive number, got {value!r}")
-        if not 0 < self.confidence < 1:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed: must be an integer, got {self.seed!r}")
+        for name in ("prompt_column", "response_column"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name}: must be a column name, got {getattr(self, name)!r}")
+        if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) \
+                or not 0 < self.confidence < 1:
             raise ValueError(f"confidence: must be between 0 and 1, got {self.confidence!r}")
         if self.hessian_method not in ("lanczos", "power"):
             raise ValueError(f"hessian_method: must be 'lanczos' or 'power', got {self.hessian_method!r}")

@@ -7,8 +7,8 @@ around θ₀. This module measures one estimate of each on the aligned model its
 * proxy similarity: kernel similarity / MMD² of response representations (D_s vs D_s'), L_s'(θ₀), and
   the cross-loss: L_s on D_s after a short fit of θ₀ on D_s' (Case I's λ → ∞ end point);
 * context overlap: kernel similarity / MMD² of prompt representations (D_s vs each task set);
-* landscape: ‖∇L_s(θ₀)‖ and β_s = |top Hessian eigenvalue| (Hessian-vector products, power iteration),
-  giving the Case II bound G_s ≤ ‖∇L_s(θ₀)‖·r + (β_s/2)·r² for ‖θ − θ₀‖ ≤ r;
+* landscape: ‖∇L_s(θ₀)‖ and β_s = |top Hessian eigenvalue| (Hessian-vector products, Lanczos or power
+  iteration), giving the Case II bound G_s ≤ ‖∇L_s(θ₀)‖·r + (β_s/2)·r² for ‖θ − θ₀‖ ≤ r;
 
 and turns them into predictions: proxy sets ordered by expected G_s under Case I, task sets ordered by
 overlap (more overlap, larger G_s), and the bound at chosen radii. `check.py` sets them against a sweep.
@@ -19,10 +19,12 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .config import DiagnosticsConfig
-from .examples import Encoded, Forward, encode_pairs, forward_stats, load_pairs, make_batches, pad_id_of
+from .examples import (Encoded, Forward, encode_pairs, forward_stats, load_pairs, make_batches, model_inputs,
+                       pad_id_of)
 from .similarity import kernel_comparison, median_bandwidth, paired_loss_gap, weighted_loss
 
 
@@ -35,7 +37,17 @@ def load_model(name: str, *, device: str | None = None, dtype: str | None = None
     from ..data import resolve_model
 
     path = resolve_model(name)
+    if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+        raise ValueError(f"{path} is not a model folder (no config.json)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        where = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, mps ...)") from None
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this torch has no CUDA device available; use --device cpu")
+    if dtype and dtype != "auto" and dtype not in ("float32", "bfloat16", "float16", "float64"):
+        raise ValueError(f"--dtype {dtype!r}: use auto, float32, bfloat16, float16 or float64")
     torch_dtype = getattr(torch, dtype) if dtype and dtype != "auto" else ("auto" if device != "cpu" else torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
@@ -54,7 +66,7 @@ def _fit(model: Any, batches: list[dict], steps: int, lr: float, seed: int) -> A
         if not order:
             order = torch.randperm(len(batches), generator=gen).tolist()
         batch = batches[order.pop()]
-        loss = fitted(**batch).loss
+        loss = fitted(**model_inputs(batch)).loss
         if not torch.isfinite(loss):
             raise ValueError(f"the cross-loss fit diverged (loss {float(loss)}); lower fit_learning_rate")
         loss.backward()
@@ -103,7 +115,8 @@ def diagnose(model: Any, tokenizer: Any, config: DiagnosticsConfig, *, proxies: 
         entry["loss_theta0"] = weighted_loss(p.nll_sum, p.n_tokens, **boot).as_dict()
         entry["loss_excess"] = entry["loss_theta0"]["value"] - out["safety"]["loss"]["value"]
         if config.fit_steps:
-            fitted = _fit(model, batches, config.fit_steps, config.fit_learning_rate, config.seed)
+            fit_batches = make_batches(encoded, config.fit_batch_size, pad, device)
+            fitted = _fit(model, fit_batches, config.fit_steps, config.fit_learning_rate, config.seed)
             after = forward_stats(fitted, s_batches)
             del fitted
             entry["cross_loss"] = weighted_loss(after.nll_sum, after.n_tokens, **boot).as_dict()

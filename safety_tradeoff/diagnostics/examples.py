@@ -22,14 +22,18 @@ class DiagnosticsDataError(ValueError):
 
 @dataclass
 class Encoded:
-    """One tokenised pair: `ids` = prompt tokens then response tokens."""
+    """One tokenised pair: `ids` = prompt tokens then response tokens; `user` = the token span of the
+    user's own text inside the prompt (what prompt representations pool over)."""
 
     ids: list[int]
     n_prompt: int
+    user: tuple[int, int] = (0, 0)
 
 
 def _text(value: Any, role: str | None = None) -> str:
-    """Plain text of a string or of a conversational column (a list of messages)."""
+    """Plain text of a string or of a conversational column (a list of messages); None is empty."""
+    if value is None:
+        return ""
     if isinstance(value, str):
         return value
     if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
@@ -46,7 +50,8 @@ def _pick(columns: Sequence[str], wanted: str | None, candidates: Sequence[str],
     found = next((c for c in candidates if c in columns), None)
     if found is None:
         raise DiagnosticsDataError(f"{spec}: no {what} column (looked for {', '.join(candidates)}); columns: "
-                                   f"{', '.join(columns)}; name it with --{what}-column")
+                                   f"{', '.join(columns)}; name it with --set {what}_column=NAME "
+                                   f"(diagnostics.{what}_column in a sweep)")
     return found
 
 
@@ -57,12 +62,17 @@ def load_pairs(spec: str, *, prompt_column: str | None = None, response_column: 
 
     data = load_dataset_spec(spec)
     columns = list(data.column_names)
-    if "messages" in columns and not prompt_column and "prompt" not in columns:
-        rows = [(_text(m, "user"), _text(m, "assistant")) for m in data["messages"]]
-    else:
-        p = _pick(columns, prompt_column, PROMPT_COLUMNS, "prompt", spec)
-        r = _pick(columns, response_column, RESPONSE_COLUMNS, "response", spec)
-        rows = [(_text(a, "user"), _text(b, "assistant")) for a, b in zip(data[p], data[r])]
+    try:
+        if "messages" in columns and not prompt_column and "prompt" not in columns:
+            rows = [(_text(m, "user"), _text(m, "assistant")) for m in data["messages"]]
+        else:
+            p = _pick(columns, prompt_column, PROMPT_COLUMNS, "prompt", spec)
+            r = _pick(columns, response_column, RESPONSE_COLUMNS, "response", spec)
+            rows = [(_text(a, "user"), _text(b, "assistant")) for a, b in zip(data[p], data[r])]
+    except DiagnosticsDataError as err:
+        if str(err).startswith(spec):
+            raise
+        raise DiagnosticsDataError(f"{spec}: {err}") from None
     rows = [(p, r) for p, r in rows if p.strip() and r.strip()]
     if not rows:
         raise DiagnosticsDataError(f"{spec}: no example with a non-empty prompt and response")
@@ -89,14 +99,31 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: i
         n_prompt = len(tokenizer(context, add_special_tokens=False)["input_ids"])
         ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_length]
         if len(ids) > n_prompt:
-            out.append(Encoded(ids, n_prompt))
+            out.append(Encoded(ids, n_prompt, _user_span(tokenizer, context, prompt, n_prompt)))
     if not out:
         raise DiagnosticsDataError(f"no response tokens left within max_length={max_length}")
     return out
 
 
+def _user_span(tokenizer: Any, context: str, prompt: str, n_prompt: int) -> tuple[int, int]:
+    """Token span of the user's text in the rendered prompt, so that prompt representations are not
+    diluted by the template's system prompt and headers (25 tokens on Llama 3.1 instruct); the whole
+    prompt when the tokenizer gives no offsets or the template rewrote the text."""
+    start = context.rfind(prompt.strip()) if prompt.strip() else -1
+    if start < 0:
+        return 0, n_prompt
+    end = start + len(prompt.strip())
+    try:
+        offsets = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError, KeyError):  # slow tokenizers have no offsets
+        return 0, n_prompt
+    inside = [i for i, (a, b) in enumerate(offsets) if b > start and a < end and i < n_prompt]
+    return (inside[0], inside[-1] + 1) if inside else (0, n_prompt)
+
+
 def make_batches(encoded: Sequence[Encoded], batch_size: int, pad_id: int, device: Any) -> list[dict]:
-    """Right-padded batches with `labels` = -100 on prompt and padding (the loss covers responses only)."""
+    """Right-padded batches with `labels` = -100 on prompt and padding (the loss covers responses only)
+    and `user_mask` on the user's text (not a model input: see `model_inputs`)."""
     import torch
 
     batches = []
@@ -106,12 +133,20 @@ def make_batches(encoded: Sequence[Encoded], batch_size: int, pad_id: int, devic
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         labels = torch.full_like(ids, -100)
+        user = torch.zeros_like(ids, dtype=torch.bool)
         for i, e in enumerate(chunk):
             ids[i, :len(e.ids)] = torch.tensor(e.ids)
             mask[i, :len(e.ids)] = 1
             labels[i, e.n_prompt:len(e.ids)] = torch.tensor(e.ids[e.n_prompt:])
-        batches.append({"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)})
+            user[i, e.user[0]:e.user[1]] = True
+        batches.append({"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device),
+                        "user_mask": user.to(device)})
     return batches
+
+
+def model_inputs(batch: dict) -> dict:
+    """The keys of a batch the model's forward takes."""
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
 
 
 def pad_id_of(tokenizer: Any) -> int:
@@ -125,7 +160,7 @@ class Forward:
 
     nll_sum: Any   # (n,) float64: summed response-token NLL
     n_tokens: Any  # (n,) float64
-    prompt_emb: Any    # (n, d) float32: mean last hidden state over prompt positions
+    prompt_emb: Any    # (n, d) float32: mean last hidden state over the user's text in the prompt
     response_emb: Any  # (n, d) float32: mean last hidden state over response positions
 
     @property
@@ -152,7 +187,7 @@ def forward_stats(model: Any, batches: Sequence[dict]) -> Forward:
             counts.append(scored.sum(1).double().cpu())
             hidden = out.hidden_states[-1].float()
             response = (labels != -100).unsqueeze(-1)
-            prompt = ((batch["attention_mask"] == 1) & (labels == -100)).unsqueeze(-1)
+            prompt = batch["user_mask"].unsqueeze(-1)
             responses.append(((hidden * response).sum(1) / response.sum(1).clamp(min=1)).cpu())
             prompts.append(((hidden * prompt).sum(1) / prompt.sum(1).clamp(min=1)).cpu())
     return Forward(torch.cat(sums), torch.cat(counts), torch.cat(prompts), torch.cat(responses))

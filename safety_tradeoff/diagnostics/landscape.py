@@ -12,8 +12,8 @@ response tokens: the same definition as the lm-eval metric ``alignment_nll``):
 
 * ``grad_norm`` = ‖∇L_s(θ₀)‖, exact on the sample;
 * ``top_eigenvalue`` = the eigenvalue of largest magnitude of ∇²L_s(θ₀), from Hessian-vector products
-  (double backward) by power iteration (default) or Lanczos; ``beta`` = its absolute value, the spectral
-  norm of the Hessian. The Hessian at θ₀ only lower-bounds the smoothness constant on the whole ball
+  (double backward) by power iteration (this function's default) or Lanczos (``diagnose``'s default);
+  ``beta`` = its absolute value, the spectral norm of the Hessian. The Hessian at θ₀ only lower-bounds the smoothness constant on the whole ball
   (curvature can grow away from θ₀), so ``bound(r)`` is the local (second-order) version of the bound,
   trustworthy for small r.
 

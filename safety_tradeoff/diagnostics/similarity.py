@@ -59,14 +59,18 @@ def _rbf(a: torch.Tensor, b: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _off_diag_mean(k: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Mean of k over pairs of *distinct examples*: a bootstrap resample repeats examples, and their
+    self-pairs (k = 1) would bias similarity down and MMD² up if only positional diagonals were dropped."""
     sub = k[idx][:, idx]
-    n = len(idx)
-    return (sub.sum() - sub.diagonal().sum()) / max(n * (n - 1), 1)
+    distinct = idx[:, None] != idx[None, :]
+    return (sub * distinct).sum() / distinct.sum().clamp(min=1)
 
 
 def kernel_comparison(x: torch.Tensor, y: torch.Tensor, sigma: float, *, n_boot: int = 200, level: float = 0.95,
                       seed: int = 0) -> dict[str, Interval]:
     """Kernel-mean-embedding cosine similarity and MMD² of samples `x` (the reference) and `y`."""
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"kernel statistics need at least 2 examples per set, got {len(x)} and {len(y)}")
     kxx, kyy, kxy = _rbf(x, x, sigma), _rbf(y, y, sigma), _rbf(x, y, sigma)
 
     def parts(i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
