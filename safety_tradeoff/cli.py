@@ -129,6 +129,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
         LmEvalEvaluator(sweep.eval)  # unknown lm-eval tasks are rejected before any training
         _check_datasets(sweep)
+        if sweep.eval.judge:  # a typo in eval.judge.model stops here, not after each run's training
+            from .judges import check_judge_reachable
+
+            check_judge_reachable(sweep.eval.judge, here=args.executor == "local")
     except (SweepConfigError, ValueError) as err:
         raise UserError(str(err)) from None
     records = run_sweep(sweep, args.results, executor=args.executor, executor_options=options,
@@ -412,10 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier judges: which labels mean unsafe (several: unsafe=a+b); others count as safe")
     p.add_argument("--threshold", type=float, default=0.5, help="P(unsafe) at or above which a verdict is unsafe")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--dtype", default="auto", help="auto (bfloat16/float16 on GPU, float32 on CPU), float32, bfloat16")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N, mps")
+    p.add_argument("--dtype", default="auto",
+                   help="auto (bfloat16/float16 on GPU, float32 on CPU), float32, bfloat16 or float16")
     p.add_argument("--out", metavar="DIR", help="output folder (default: next to the sample files)")
-    p.add_argument("--max-samples", type=int, help="judge at most N samples per task (a quick look)")
+    p.add_argument("--max-samples", type=int, help="judge at most N (>= 1) samples per task (a quick look)")
     p.add_argument("--max-response-tokens", type=int, default=512,
                    help="clip responses to N judge tokens, as HarmBench does (0: no clipping)")
     p.add_argument("--classifier-input", choices=["pair", "response"], default="pair",

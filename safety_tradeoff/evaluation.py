@@ -3,7 +3,8 @@
 The model is loaded fresh from its folder for every evaluation and lm-eval's request cache is off:
 lm-eval keys that cache on the request, not the weights, so a cached answer could belong to another
 checkpoint. With a judge (`eval.judge`), samples are logged, the evaluated model is freed, and the
-judge scores the harmful tasks' responses in the same call (`judges.run.judge_metrics`).
+judge scores the harmful tasks' responses in the same call (`judges.run.judge_metrics`); the judge is
+loaded once per evaluator (:class:`SweepJudge`), and a judge problem never fails the run.
 """
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ class LmEvalEvaluator:
         from . import tasks_path
 
         self.spec = spec
+        judge = getattr(spec, "judge", None)
+        self.judge = SweepJudge(judge) if judge else None  # loaded on first use, after the evaluated model left
         custom_only = all(t.startswith("safety_tradeoff") for t in spec.tasks)
         self.manager = TaskManager(include_path=tasks_path(), include_defaults=not custom_only,
                                    metadata=dict(spec.metadata))
@@ -106,35 +109,92 @@ class LmEvalEvaluator:
         world = world_dir_of(model_dir)
         if world is not None and "toy_world" not in metadata:
             metadata["toy_world"] = str(world)
-        judge = getattr(self.spec, "judge", None)
+        judge = self.judge
         with quiet_stderr():
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.spec.batch_size,
                       max_length=self.spec.max_length)
             out = lm_eval.simple_evaluate(model=lm, tasks=list(self.spec.tasks), task_manager=_with_metadata(
                 self.manager, metadata), apply_chat_template=self.spec.apply_chat_template, bootstrap_iters=0,
-                log_samples=bool(judge))
+                log_samples=judge is not None)
         flat = flatten(out["results"])
         metrics = {**canonical(flat), **flat}
-        if judge:
+        if judge is not None:
             del lm, model  # the evaluated model leaves the device before the judge loads
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            metrics.update(judge_saved_samples(out.pop("samples", {}), judge))
+            _free_memory()
+            metrics.update(judge(out.pop("samples", {}), where=model_dir))
         return metrics
 
 
-def judge_saved_samples(samples: dict[str, list[dict]], judge: dict[str, Any]) -> dict[str, float]:
-    """Score the harmful tasks' samples with the sweep's `eval.judge` (loaded here, freed after):
-    `judge_harmful_rate`, `judge_unparsed_rate`, `judge_agreement` and `judge/<task>/...` (see judges.run)."""
-    from .judges import judge_metrics, load_judge
+def _free_memory() -> None:
+    import torch
 
-    scorer = load_judge(**judge)
-    try:
-        return judge_metrics(samples, scorer)
-    finally:
-        del scorer
-        gc.collect()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class SweepJudge:
+    """The sweep's `eval.judge` (keys: `judges.config.JUDGE_KEYS`): samples -> `judge_harmful_rate`,
+    `judge_unparsed_rate`, `judge_agreement` and `judge/<task>/...` (see `judges.run.judge_metrics`).
+
+    Loaded on first use (after the evaluated model has left the device) and kept for the evaluator's later
+    runs. Between runs a judge on a GPU waits in CPU memory, so training and the next evaluation get the
+    GPU back; it returns to its GPU when that has room (checked, like the size check at loading). A judge
+    problem (a judge that cannot load or does not fit, a sample it refuses, an error while judging) never
+    fails the run: the keyword metrics stay, `judge_failed: 1.0` is added, one line on stderr says why, and
+    the judge is dropped (the next run loads it again)."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = dict(config)
+        self.scorer: Any = None
+        self.device: str | None = None  # where the judge judges (it waits on the CPU between runs)
+
+    def __call__(self, samples: dict[str, list[dict]], where: str = "") -> dict[str, float]:
+        from .judges import judge_metrics
+
+        reason = None
+        try:
+            metrics = judge_metrics(samples, self._ready())
+        except Exception as err:  # noqa: BLE001 - the keyword metrics of the run are kept
+            reason = " ".join(f"{type(err).__name__}: {err}".split())[:1000]
+        if reason is not None:  # out of the except block: the traceback no longer holds the judge's tensors
+            self.release()
+            print(f"warning: judge {self.config.get('model')} failed{f' on {where}' if where else ''}; the run keeps "
+                  f"its keyword metrics, with judge_failed=1.0: {reason}", file=sys.stderr, flush=True)
+            return {"judge_failed": 1.0}
+        try:
+            self._park()
+        except Exception:  # noqa: BLE001 - a judge that cannot move is loaded again next time
+            self.release()
+        return metrics
+
+    def _ready(self) -> Any:
+        from .judges import load_judge
+
+        if self.scorer is None:
+            self.scorer = load_judge(**self.config)
+            self.device = str(self.scorer.model.device)
+        elif str(self.scorer.model.device) != self.device:  # parked on the CPU: back to its GPU, if it fits
+            from .judges.adapters import GiB, JudgeError, free_bytes
+
+            model = self.scorer.model
+            need = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+            have = free_bytes(self.device)
+            if need * 1.2 > have:
+                raise JudgeError(f"judge {self.config.get('model')} needs ~{need * 1.2 / GiB:.1f} GiB on "
+                                 f"{self.device}, which has {have / GiB:.1f} GiB free after this run's evaluation")
+            model.to(self.device)
+        return self.scorer
+
+    def _park(self) -> None:
+        if self.scorer is not None and str(self.device).startswith("cuda"):
+            self.scorer.model.to("cpu")
+            _free_memory()
+
+    def release(self) -> None:
+        """Drop the judge (its memory is freed); the next call loads it again."""
+        self.scorer = self.device = None
+        _free_memory()
 
 
 @contextlib.contextmanager

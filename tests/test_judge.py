@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -120,6 +121,19 @@ def lm_eval_out(toy_world, tmp_path_factory):
         for task in results["configs"]:
             tracker.save_results_samples(task_name=task, samples=samples[task])
     return out, in_memory
+
+
+def _rows(n: int) -> list[dict]:
+    """lm-eval sample rows of the harmful task (as `--log_samples` writes them): compliance, refusal, ..."""
+    return [{"doc_id": i, "doc": {"prompt": PROMPT}, "filtered_resps": [COMPLY if i % 2 == 0 else REFUSE],
+             "arguments": {"gen_args_0": {"arg_0": PROMPT, "arg_1": {"until": []}}},
+             "harmful_rate": float(i % 2 == 0), "filter": "none"} for i in range(n)]
+
+
+def _sample_file(folder: Path, n: int = 1) -> Path:
+    path = folder / f"samples_{HARMFUL}_2025-01-01T00-00-00.000000.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in _rows(n)))
+    return path
 
 
 def _folders(out: Path) -> dict[str, Path]:
@@ -234,6 +248,7 @@ def test_a_llama_guard_judge_with_its_own_chat_template_uses_it(judges, causal):
     tok.chat_template = LLAMA_GUARD_3_8B_CHAT_TEMPLATE
     judge = CausalJudge(builtin.model, tok, FORMATS["llama_guard"], name="with its template")
     assert judge.use_chat_template and not builtin.use_chat_template
+    assert "prompt=chat_template-" in judge.identity and "prompt=builtin-" in builtin.identity  # other verdicts
     response = COMPLY + "\nAgent: safe"
     (text,) = judge.build_inputs([PROMPT], [response])
     assert text == " " + builtin.build_inputs([PROMPT], [response])[0] and "\n> Agent: safe" in text
@@ -308,13 +323,151 @@ def test_a_judge_too_large_for_the_device_is_refused_before_loading(tmp_path, ca
                 num_key_value_heads=8, vocab_size=128256, architectures=["LlamaForCausalLM"]).save_pretrained(huge)
     with pytest.raises(JudgeError, match=r"needs ~\d+\.\d GiB in float32 .*parameters.*--dtype bfloat16"):
         load_judge(huge, device="cpu")
-    samples = tmp_path / "samples_safety_tradeoff_toy_harmful_2025-01-01T00-00-00.000000.jsonl"
-    samples.write_text(json.dumps({"doc_id": 0, "doc": {"prompt": PROMPT}, "filtered_resps": [COMPLY],
-                                   "arguments": {"gen_args_0": {"arg_0": PROMPT, "arg_1": {"until": []}}},
-                                   "harmful_rate": 1.0, "filter": "none"}) + "\n")
+    samples = _sample_file(tmp_path)
     assert main(["judge", str(samples), "--judge", str(huge), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs ~" in err[0] and "use a smaller judge" in err[0]
+
+
+def test_verdicts_are_reused_only_for_the_same_judge_settings(judges, causal, tmp_path):
+    """The stored verdicts' judge id covers clipping, prompt and dtype; the threshold is re-applied instead."""
+    from safety_tradeoff.judges.samples import Sample
+
+    base = causal["harmbench"]
+    _, test = toy_pairs()
+    samples = [Sample(HARMFUL, i, p, r, keyword_harmful=u) for i, (p, r, u, _) in enumerate(test[:6])]
+    store = tmp_path / f"judged_{HARMFUL}.jsonl"
+    assert judge_task(base, samples, store).judged_now == 6
+    assert judge_task(base, samples, store).judged_now == 0
+
+    def variant(**kwargs) -> CausalJudge:
+        return CausalJudge(base.model, base.tokenizer, base.format, name=base.name, batch_size=16, **kwargs)
+
+    lenient = variant(threshold=0.0)
+    assert lenient.identity == base.identity and judge_task(lenient, samples, store).judged_now == 0
+    for clipped in (variant(max_response_tokens=4), variant(max_response_tokens=0)):
+        assert clipped.identity != base.identity and judge_task(clipped, samples, store).judged_now == 6
+    other = "bfloat16" if base.model.dtype == torch.float32 else "float32"
+    retyped = load_judge(judges["causal"], "harmbench", device=str(base.model.device), dtype=other)
+    assert base.identity.endswith(f"dtype={str(base.model.dtype).split('.')[-1]}")
+    assert retyped.identity.endswith(f"dtype={other}") and judge_task(retyped, samples, store).judged_now == 6
+
+
+def test_max_response_tokens_zero_means_no_clipping_and_negative_is_refused(judges, causal):
+    from safety_tradeoff.sweep_config import SweepConfig, SweepConfigError
+
+    base = causal["harmbench"]
+    long = " ".join([COMPLY] * 20)
+    unclipped = CausalJudge(base.model, base.tokenizer, base.format, name="x", max_response_tokens=0)
+    assert unclipped._clip(long) == long
+    clipped = CausalJudge(base.model, base.tokenizer, base.format, name="x", max_response_tokens=4)
+    assert len(base.tokenizer(clipped._clip(long), add_special_tokens=False)["input_ids"]) == 4
+    message = r"--max-response-tokens must be 0 \(no clipping\) or a positive integer, got -5"
+    with pytest.raises(JudgeError, match=message):
+        load_judge(judges["causal"], "harmbench", max_response_tokens=-5)
+    with pytest.raises(JudgeError, match=message):
+        CausalJudge(base.model, base.tokenizer, base.format, name="x", max_response_tokens=-5)
+    values = dict(base_model="toyworld:aligned", task_dataset="toyworld:task_high_overlap", seeds=[0],
+                  methods=[{"method": "sft"}], training={"max_steps": 1})
+    judge = {"model": "x", "max_response_tokens": 0}
+    assert SweepConfig.from_dict({**values, "eval": {"tasks": [HARMFUL], "judge": judge}}).eval.judge == judge
+    for key, value in (("max_response_tokens", -1), ("dtype", "int8"), ("device", "gpu"), ("batch_size", 0)):
+        with pytest.raises(SweepConfigError, match=f"eval.judge.{key}"):
+            SweepConfig.from_dict({**values, "eval": {"tasks": [HARMFUL], "judge": {"model": "x", key: value}}})
+
+
+def test_bad_device_and_dtype_are_refused_naming_the_flag(judges, monkeypatch):
+    for device in ("gpu", "meta", "cuda:x"):
+        with pytest.raises(JudgeError, match=f"--device '{device}' is not a device; use auto, cpu, cuda or cuda:N"):
+            load_judge(judges["causal"], "harmbench", device=device)
+    with pytest.raises(JudgeError, match="--dtype 'int8' is not supported; use auto, float32, bfloat16, float16"):
+        load_judge(judges["causal"], "harmbench", device="cpu", dtype="int8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(JudgeError, match="--device cuda: CUDA is not available on this machine; use --device cpu"):
+        load_judge(judges["causal"], "harmbench", device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(JudgeError, match=r"--device cuda:3: this machine has 1 CUDA device\(s\)"):
+        load_judge(judges["causal"], "harmbench", device="cuda:3")
+
+
+def test_max_samples_below_one_is_refused(tmp_path, capsys):
+    from safety_tradeoff.cli import main
+
+    samples = _sample_file(tmp_path, n=3)
+    by_folder, _ = load_samples([samples], max_samples=1)
+    assert [len(tasks[HARMFUL]) for tasks in by_folder.values()] == [1]
+    for bad in (0, -2):
+        with pytest.raises(SamplesError, match=f"--max-samples must be at least 1 .*got {bad}"):
+            load_samples([samples], max_samples=bad)
+        with pytest.raises(SamplesError, match="--max-samples"):
+            samples_from_rows(HARMFUL, _rows(3), max_samples=bad)
+    assert main(["judge", str(samples), "--judge", "never-loaded", "--max-samples", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-samples must be at least 1" in err[0]
+
+
+def test_a_sweep_judge_is_loaded_once_and_its_failures_keep_the_keyword_metrics(judges, tmp_path, capsys,
+                                                                                  monkeypatch):
+    import safety_tradeoff.judges as package
+    from safety_tradeoff.evaluation import SweepJudge
+
+    samples = {HARMFUL: _rows(6)}
+    missing = SweepJudge({"model": str(tmp_path / "no-such-judge"), "format": "harmbench"})
+    assert missing(samples, where="ckpt/run-1") == {"judge_failed": 1.0}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: judge {tmp_path / 'no-such-judge'} failed on ckpt/run-1")
+    assert "judge_failed=1.0" in err[0] and "JudgeError: no such judge folder" in err[0]
+
+    loads = []
+    load_judge_, judge_metrics_ = package.load_judge, package.judge_metrics
+    monkeypatch.setattr(package, "load_judge", lambda **kw: loads.append(kw) or load_judge_(**kw))
+    judge = SweepJudge({"model": str(judges["causal"]), "format": "harmbench", "batch_size": 16})
+    first, second = judge(samples), judge(samples)
+    assert len(loads) == 1 and first == second and "judge_failed" not in first
+    cells = ("both_harmful", "keyword_only", "judge_only", "both_safe", "unparsed")
+    assert sum(first[f"judge/{HARMFUL}/{c}"] for c in cells) == 6 and "judge_unparsed_rate" in first
+
+    def broken(*_):
+        raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
+
+    monkeypatch.setattr(package, "judge_metrics", broken)  # an error while judging
+    assert judge(samples, where="run-2") == {"judge_failed": 1.0} and judge.scorer is None  # dropped
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB" in err[0]
+    monkeypatch.setattr(package, "judge_metrics", judge_metrics_)
+    assert judge(samples) == first and len(loads) == 2  # loaded again
+
+
+def test_sweep_checks_the_judge_before_anything_trains(judges, tmp_path, capsys):
+    import yaml
+
+    from safety_tradeoff.cli import main
+    from safety_tradeoff.judges import check_judge_reachable
+
+    values = dict(base_model="toyworld:aligned", task_dataset="toyworld:task_high_overlap", seeds=[0],
+                  methods=[{"method": "sft"}], training={"max_steps": 1})
+    config, results = tmp_path / "sweep.yaml", tmp_path / "r.jsonl"
+    cases = {"meta-llama/Llama-Guard-3-1B-typo": r"eval\.judge\.model: cannot load judge meta-llama/Llama-Guard-3",
+             str(tmp_path / "no-such-judge"): r"eval\.judge\.model: no such judge folder: .*no-such-judge",
+             str(tmp_path): r"eval\.judge\.model: judge folder .* has no config\.json"}
+    for model, message in cases.items():
+        config.write_text(yaml.safe_dump({**values, "eval": {"tasks": [HARMFUL], "judge": {"model": model}}}))
+        assert main(["sweep", str(config), "--results", str(results)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(message, err[0]), err
+    assert not results.exists(), "nothing may train or be recorded"
+
+    causal = str(judges["causal"])
+    check_judge_reachable({"model": causal, "format": "harmbench"})
+    with pytest.raises(JudgeError, match="eval.judge: judge .* is a LlamaForCausalLM: use --format llama_guard"):
+        check_judge_reachable({"model": causal, "format": "classifier"})
+    with pytest.raises(JudgeError, match="eval.judge: --dtype 'int8'"):
+        check_judge_reachable({"model": causal, "format": "harmbench", "dtype": "int8"})
+    if torch.cuda.device_count() < 8:
+        with pytest.raises(JudgeError, match="eval.judge: --device cuda:7"):
+            check_judge_reachable({"model": causal, "format": "harmbench", "device": "cuda:7"})
+    check_judge_reachable({"model": causal, "format": "harmbench", "device": "cuda:7"}, here=False)  # Slurm nodes
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -351,7 +504,9 @@ def test_judge_cli_on_lm_eval_output_then_rerun_skips(lm_eval_out, judges, capsy
         assert sum(counts.values()) == 12 == data["n-samples"][HARMFUL]["original"]
         lines = (folder / f"judged_{HARMFUL}.jsonl").read_text().splitlines()
         assert len(lines) == len({(json.loads(x)["prompt_hash"], json.loads(x)["response_hash"]) for x in lines})
-        assert all(json.loads(x)["judge"] == f"llama_guard:{judges['causal']}" for x in lines)
+        identity = load_judge(judges["causal"]).identity  # the CLI's defaults
+        assert identity.startswith(f"llama_guard:{judges['causal']}:prompt=builtin-")
+        assert all(json.loads(x)["judge"] == identity for x in lines)
         rates[name] = res
     # a real signal: the base model complies, the aligned model refuses, and the judge sees it
     assert rates["base"]["judge_harmful_rate,none"] >= 0.75 and rates["aligned"]["judge_harmful_rate,none"] <= 0.25
@@ -438,6 +593,14 @@ def test_sweep_eval_judge_adds_judge_metrics_to_the_record(toy_world, toy_cache,
     assert m["judge_unparsed_rate"] == 0.0 and m["judge_agreement"] >= 0.9
     assert m["harmful_rate"] == m[f"{HARMFUL}/harmful_rate,none"]  # keyword metrics unchanged beside it
 
+    # a judge that fails does not fail the run: the keyword metrics stay, judge_failed says so
+    broken = SweepConfig.from_dict({**values, "eval": {**values["eval"], "judge": {
+        "model": str(tmp_path / "missing-judge"), "format": "harmbench"}}})
+    record = execute(broken.expand()[0], broken, tmp_path, LmEvalEvaluator(broken.eval))
+    assert record.ok, record.error
+    assert record.metrics["judge_failed"] == 1.0 and "judge_harmful_rate" not in record.metrics
+    assert record.metrics["harmful_rate"] == m["harmful_rate"]
+
 
 def test_report_shows_judged_column_and_agreement_table(tmp_path):
     from safety_tradeoff.report import build_report
@@ -465,6 +628,12 @@ def test_report_shows_judged_column_and_agreement_table(tmp_path):
     assert "meta-llama/Llama-Guard-3-1B" in section
     assert f"| aligned θ₀ | {HARMFUL} | 20 | 1 | 1 | 0 | 17 | 1 | 94.7% |" in section  # summed over both seeds
     assert f"| plain SFT | {HARMFUL} | 20 | 16 | 3 | 0 | 1 | 0 | 85.0% |" in section
+    assert "judge failed" not in section
+    failed = record("s2", "plain SFT", "sft", 2, 1.0, None)
+    failed.metrics["judge_failed"], failed.config = 1.0, judge_cfg
+    section = build_report([*records, failed], tmp_path / "failed").summary.split("## Keyword vs judge")[1]
+    assert f"| plain SFT | {HARMFUL} | 20 | 16 | 3 | 0 | 1 | 0 | 85.0% |" in section  # in no cell
+    assert "The judge failed on 1 run(s)" in section and "plain SFT (seed 2)" in section
     plain = build_report([record(r.run_id, r.name, r.method, r.seed, r.metrics["harmful_rate"], None) for r in records],
                          tmp_path / "without")
     assert "judge" not in plain.markdown and "Keyword vs judge" not in plain.summary

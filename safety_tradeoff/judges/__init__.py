@@ -9,10 +9,11 @@
 
 Nothing here imports torch or transformers at import time.
 """
-from .adapters import CausalJudge, ClassifierJudge, JudgeError, Verdict, load_judge
+from .adapters import CausalJudge, ClassifierJudge, JudgeError, Verdict, check_judge_reachable, load_judge
 from .formats import FORMAT_NAMES, FORMATS, build_harmbench, build_llama_guard
 from .run import judge_metrics, judge_samples
 from .samples import HARMFUL_TASKS, SamplesError
 
 __all__ = ["CausalJudge", "ClassifierJudge", "FORMATS", "FORMAT_NAMES", "HARMFUL_TASKS", "JudgeError", "SamplesError",
-           "Verdict", "build_harmbench", "build_llama_guard", "judge_metrics", "judge_samples", "load_judge"]
+           "Verdict", "build_harmbench", "build_llama_guard", "check_judge_reachable", "judge_metrics", "judge_samples",
+           "load_judge"]

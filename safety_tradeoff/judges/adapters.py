@@ -16,6 +16,7 @@ when the device cannot hold it. Models load with ``trust_remote_code=False``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import DTYPES
 from .formats import FORMAT_NAMES, FORMATS, JudgeFormat
 from .guard import injected_special_ids, neutralise, special_token_strings
 
@@ -146,29 +148,52 @@ def guess_format(ref: str, config: Any) -> str:
                      f"pass --format {'|'.join(FORMAT_NAMES)}")
 
 
-def _resolve_device(device: str) -> str:
+def _resolve_device(device: str | None, here: bool = True) -> str:
+    """`device` as a torch device string ('auto': cuda when available). JudgeError for anything that is not
+    cpu, cuda, cuda:N or mps, and (`here`: the judge runs on this machine) for a device this machine lacks."""
     import torch
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    try:
+        parsed = torch.device(str(device))
+    except (RuntimeError, ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+        raise JudgeError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N (mps on Apple silicon)")
+    if here and parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise JudgeError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+        if parsed.index is not None and parsed.index >= count:
+            raise JudgeError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+    if here and parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise JudgeError(f"--device {device}: MPS is not available on this machine; use --device cpu or auto")
+    return str(parsed)
 
 
-def _resolve_dtype(dtype: str, device: str):
+def _check_dtype_name(dtype: str | None) -> None:
+    if dtype not in (None, "", *DTYPES):
+        raise JudgeError(f"--dtype {dtype!r} is not supported; use {', '.join(DTYPES)}")
+
+
+def _resolve_dtype(dtype: str | None, device: str):
     import torch
 
+    _check_dtype_name(dtype)
     if dtype in (None, "", "auto"):
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise JudgeError(f"unknown --dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    return value
+    return getattr(torch, str(dtype))
 
 
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
 def _config_params(config: Any) -> int | None:
@@ -264,20 +289,33 @@ def _checked(loaded: tuple[Any, dict], ref: str, fmt: str) -> Any:
     return model
 
 
-def load_judge(model: str, format: str | None = None, *, label_map: str | Mapping | None = None,
-               threshold: float = 0.5, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-               max_response_tokens: int = 512, input: str = "pair") -> CausalJudge | ClassifierJudge:
-    """A ready judge from a Hub id or local folder. `format`: llama_guard | harmbench | classifier, guessed
-    from the model when None. The size check runs before the weights load."""
-    import torch  # noqa: F401 - fail early and clearly if torch is missing
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+def _check_numbers(threshold: Any, batch_size: Any, max_response_tokens: Any) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise JudgeError(f"--threshold must be a number in [0, 1], got {threshold!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise JudgeError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if isinstance(max_response_tokens, bool) or not isinstance(max_response_tokens, int) or max_response_tokens < 0:
+        raise JudgeError(f"--max-response-tokens must be 0 (no clipping) or a positive integer, "
+                         f"got {max_response_tokens!r}")
 
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise JudgeError(f"--threshold must be in [0, 1], got {threshold}")
-    ref = str(model)
-    if Path(ref).expanduser().is_dir():
-        ref = str(Path(ref).expanduser().resolve())
-    config = _load_config(ref)
+
+def _judge_ref(model: str | Path) -> str:
+    """What transformers loads: a local folder as an absolute path, else the Hub id as given. JudgeError for
+    a path that is not a model folder (absolute, ./ ../ ~ or existing, but no folder with config.json)."""
+    path = Path(str(model)).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise JudgeError(f"judge folder {model} has no config.json (not a saved transformers model)")
+        return str(path.resolve())
+    if path.is_absolute() or str(model).startswith((".", "~")) or path.exists():
+        raise JudgeError(f"no such judge folder: {model}")
+    return str(model)
+
+
+def _prepare(model: str | Path, ref: str, config: Any, format: str | None, label_map: str | Mapping | None,
+             device: str, here: bool = True) -> tuple[str, str, list[int] | None, dict | None]:
+    """The checks :func:`load_judge` makes from the judge's config alone (no weights, no tokenizer):
+    (format, device, unsafe label indices and label map for classifiers)."""
     fmt = format or guess_format(model, config)
     if fmt not in FORMAT_NAMES:
         raise JudgeError(f"unknown judge format {fmt!r}; known: {', '.join(FORMAT_NAMES)}")
@@ -286,7 +324,57 @@ def load_judge(model: str, format: str | None = None, *, label_map: str | Mappin
     if archs and is_classifier != (fmt == "classifier"):  # else a head would be initialised at random
         raise JudgeError(f"judge {ref} is a {archs[0]}: use --format "
                          + ("classifier" if is_classifier else "llama_guard or harmbench") + f", not {fmt}")
-    device = _resolve_device(device)
+    device = _resolve_device(device, here=here)
+    unsafe = labels = None
+    if fmt == "classifier":
+        labels = parse_label_map(label_map)
+        unsafe = resolve_labels(config.id2label, labels, ref)  # before the weights: a label error is instant
+    return fmt, device, unsafe, labels
+
+
+def check_judge_reachable(judge: Mapping[str, Any], where: str = "eval.judge", here: bool = True) -> None:
+    """Before a sweep trains anything: the judge's config resolves (a local folder must exist and hold
+    config.json; a Hub id must be in the Hugging Face cache or reachable online) and its format, labels,
+    device and dtype are usable. No weight is read. `here`: the judge will run on this machine (the local
+    executor), so the device must exist here; otherwise only its form is checked. JudgeError naming
+    ``<where>.<key>`` otherwise."""
+    values = dict(judge)
+    model = values.get("model")
+    if not model:
+        raise JudgeError(f"{where}.model: the judge model (Hub id or folder) is required")
+    try:
+        ref = _judge_ref(model)
+    except JudgeError as err:
+        raise JudgeError(f"{where}.model: {err}") from None
+    try:
+        config = _load_config(ref)
+    except JudgeError as err:
+        raise JudgeError(f"{where}.model: {err} (a local folder must exist and hold config.json; a Hub id must be "
+                         "in the Hugging Face cache or reachable online)") from None
+    try:
+        _check_numbers(values.get("threshold", 0.5), values.get("batch_size", 8),
+                       values.get("max_response_tokens", 512))
+        _check_dtype_name(values.get("dtype"))
+        _prepare(model, ref, config, values.get("format"), values.get("label_map"), values.get("device", "auto"),
+                 here=here)
+    except JudgeError as err:
+        raise JudgeError(f"{where}: {err}") from None
+
+
+def load_judge(model: str, format: str | None = None, *, label_map: str | Mapping | None = None,
+               threshold: float = 0.5, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
+               max_response_tokens: int = 512, input: str = "pair") -> CausalJudge | ClassifierJudge:
+    """A ready judge from a Hub id or local folder. `format`: llama_guard | harmbench | classifier, guessed
+    from the model when None. `max_response_tokens` (generative judges): responses are clipped to this many
+    judge tokens, 0: no clipping. The size check runs before the weights load."""
+    import torch  # noqa: F401 - fail early and clearly if torch is missing
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    _check_numbers(threshold, batch_size, max_response_tokens)
+    _check_dtype_name(dtype)
+    ref = _judge_ref(model)
+    config = _load_config(ref)
+    fmt, device, unsafe, labels = _prepare(model, ref, config, format, label_map, device)
     torch_dtype = _resolve_dtype(dtype, device)
     check_fits(ref, config, torch_dtype, device)
     try:
@@ -294,8 +382,6 @@ def load_judge(model: str, format: str | None = None, *, label_map: str | Mappin
     except (OSError, ValueError) as err:
         raise JudgeError(f"cannot load the tokenizer of judge {ref}: {str(err).splitlines()[0]}") from None
     if fmt == "classifier":
-        labels = parse_label_map(label_map)
-        unsafe = resolve_labels(config.id2label, labels, ref)  # before the weights: a label error is instant
         net = _checked(AutoModelForSequenceClassification.from_pretrained(
             ref, dtype=torch_dtype, trust_remote_code=False, output_loading_info=True), ref, fmt)
         return ClassifierJudge(net.to(device).eval(), tokenizer, name=str(model), unsafe_labels=unsafe,
@@ -336,6 +422,9 @@ class CausalJudge:
                  batch_size: int = 8, max_response_tokens: int = 512):
         self.model, self.tokenizer, self.format, self.name = model, tokenizer, fmt, name
         self.threshold, self.batch_size = float(threshold), int(batch_size)
+        if isinstance(max_response_tokens, bool) or not isinstance(max_response_tokens, int) or max_response_tokens < 0:
+            raise JudgeError(f"--max-response-tokens must be 0 (no clipping) or a positive integer, "
+                             f"got {max_response_tokens!r}")
         self.max_response_tokens = max_response_tokens
         tokenizer.padding_side = "left"  # generation continues every row from its own last token
         if tokenizer.pad_token_id is None:
@@ -356,7 +445,18 @@ class CausalJudge:
 
     @property
     def identity(self) -> str:
-        return f"{self.format.name}:{self.name}"
+        """What a stored verdict depends on, the threshold excepted (it is re-applied to stored scores): the
+        judge, its format, the prompt (built-in template or the judge's chat template, with a hash of its
+        text), the response clipping and the dtype. A change to any of them judges the samples again."""
+        prompt = "chat_template" if self.use_chat_template else "builtin"
+        dtype = _dtype_name(getattr(self.model, "dtype", None))
+        return (f"{self.format.name}:{self.name}:prompt={prompt}-{self._template_hash()}:"
+                f"max_response_tokens={self.max_response_tokens}:dtype={dtype}")
+
+    def _template_hash(self) -> str:
+        text = (self.tokenizer.chat_template if self.use_chat_template
+                else self.format.build("{prompt}", "{response}"))
+        return _short_hash(f"{text}|special_tokens={self.format.add_special_tokens}")
 
     def config(self) -> dict[str, Any]:
         return {"judge": self.name, "format": self.format.name, "threshold": self.threshold,
@@ -364,7 +464,8 @@ class CausalJudge:
                          "at the first non-whitespace generated token",
                 "prompt": ("the judge's chat template" if self.use_chat_template
                            else f"built-in {self.format.name} template"),
-                "max_response_tokens": self.max_response_tokens}
+                "max_response_tokens": self.max_response_tokens,
+                "dtype": _dtype_name(getattr(self.model, "dtype", None))}
 
     # ---------------------------------------------------------------------------------------- prompts
     def _clip(self, response: str) -> str:
@@ -477,11 +578,15 @@ class ClassifierJudge:
 
     @property
     def identity(self) -> str:
+        """What a stored verdict depends on, the threshold excepted: the judge, its unsafe labels, its input,
+        the truncation length and the dtype."""
         labels = ",".join(self.model.config.id2label[i] for i in self.unsafe_labels)
-        return f"classifier:{self.name}:unsafe={labels}:input={self.input}"
+        return (f"classifier:{self.name}:unsafe={labels}:input={self.input}:max_length={self.max_length}:"
+                f"dtype={_dtype_name(getattr(self.model, 'dtype', None))}")
 
     def config(self) -> dict[str, Any]:
         return {"judge": self.name, "format": "classifier", "threshold": self.threshold, "input": self.input,
+                "max_length": self.max_length, "dtype": _dtype_name(getattr(self.model, "dtype", None)),
                 "unsafe_labels": [self.model.config.id2label[i] for i in self.unsafe_labels],
                 "score": ("sigmoid max of the unsafe labels" if self.multi_label
                           else "softmax mass of the unsafe labels")}
@@ -515,5 +620,5 @@ class ClassifierJudge:
         return out  # type: ignore[return-value]
 
 
-__all__ = ["CausalJudge", "ClassifierJudge", "JudgeError", "Verdict", "check_fits", "estimate_bytes",
-           "guess_format", "load_judge", "parse_label_map", "resolve_labels"]
+__all__ = ["DTYPES", "CausalJudge", "ClassifierJudge", "JudgeError", "Verdict", "check_fits", "check_judge_reachable",
+           "estimate_bytes", "guess_format", "load_judge", "parse_label_map", "resolve_labels"]

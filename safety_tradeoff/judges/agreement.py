@@ -118,10 +118,13 @@ def _judges(records: Iterable[Any]) -> list[str]:
 
 
 def judge_section(rows: Sequence[Any], records: Sequence[Any]) -> str:
-    """The summary's "Keyword vs judge" section: one 2×2 table row per run and task, summed over seeds.
-    Empty when no record has judge metrics (the report is then unchanged)."""
+    """The summary's "Keyword vs judge" section: one 2×2 table row per run and task, summed over seeds,
+    and the runs whose judge failed (``judge_failed``: keyword metrics only, in no cell). Empty when no
+    record has judge metrics (the report is then unchanged)."""
     by_id = {r.run_id: r for r in records if r.ok}
     lines: list[str] = []
+    failed = [f"{row.name} (seed {by_id[i].seed})" for row in rows for i in row.run_ids
+              if i in by_id and (by_id[i].metrics or {}).get("judge_failed")]
     for row in rows:
         totals: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNT_KEYS, 0.0))
         for run_id in row.run_ids:
@@ -135,7 +138,7 @@ def judge_section(rows: Sequence[Any], records: Sequence[Any]) -> str:
             cells = [row.name.replace("|", "\\|"), task, f"{n:g}", *(f"{counts[k]:g}" for k in COUNT_KEYS),
                      _fmt(agreement(counts)), _fmt(cohen_kappa(counts), pct=False)]
             lines.append("| " + " | ".join(cells) + " |")
-    if not lines:
+    if not lines and not failed:
         return ""
     judges = _judges(records)
     head = ["", "## Keyword vs judge", "",
@@ -146,6 +149,9 @@ def judge_section(rows: Sequence[Any], records: Sequence[Any]) -> str:
             "outside its format: in no cell, never counted as safe). Agreement and Cohen's κ over parsed verdicts.",
             "", "| run | task | n | both harmful | keyword only | judge only | both safe | unparsed | agreement | κ |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    if failed:
+        lines += ["", f"The judge failed on {len(failed)} run(s), which have keyword metrics only (`judge_failed`; "
+                      f"the error is in the sweep's log): {', '.join(failed)}."]
     return "\n".join(head + lines) + "\n"
 
 

@@ -1,10 +1,14 @@
 """The sweep's ``eval.judge`` block: which judge scores every evaluated checkpoint's harmful-task samples."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .formats import FORMAT_NAMES
+
+#: the judge dtypes (--dtype, eval.judge.dtype); auto: bfloat16 (float16 without bf16 support) on GPU, float32 else
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 #: keys of ``eval.judge`` -> what they set (the arguments of :func:`~safety_tradeoff.judges.adapters.load_judge`)
 JUDGE_KEYS: dict[str, str] = {
@@ -13,9 +17,10 @@ JUDGE_KEYS: dict[str, str] = {
     "threshold": "P(unsafe) at or above which a verdict is unsafe (default 0.5)",
     "label_map": "classifier judges: which labels mean unsafe, e.g. 'unsafe=LABEL_1' or {unsafe: [LABEL_1]}",
     "batch_size": "judge batch size (default 8)",
-    "device": "auto | cpu | cuda | cuda:N (default auto)",
+    "device": "auto | cpu | cuda | cuda:N | mps (default auto)",
     "dtype": "auto | float32 | bfloat16 | float16 (default auto)",
-    "max_response_tokens": "responses are clipped to this many judge tokens (default 512, as HarmBench)",
+    "max_response_tokens": "generative judges: responses are clipped to this many judge tokens (default 512, as "
+                           "HarmBench; 0: no clipping)",
     "input": "classifier judges: 'pair' (prompt, response) or 'response' alone (default pair)",
 }
 
@@ -35,13 +40,20 @@ def check_judge_config(values: Any, where: str = "eval.judge") -> dict[str, Any]
     threshold = values.get("threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValueError(f"{where}.threshold: expected a number in [0, 1], got {threshold!r}")
-    for key in ("batch_size", "max_response_tokens"):
-        value = values.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{where}.{key}: expected a positive integer, got {value!r}")
+    batch_size = values.get("batch_size")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"{where}.batch_size: expected a positive integer, got {batch_size!r}")
+    clip = values.get("max_response_tokens")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int) or clip < 0):
+        raise ValueError(f"{where}.max_response_tokens: expected 0 (no clipping) or a positive integer, got {clip!r}")
+    device = values.get("device")
+    if device is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(device)):
+        raise ValueError(f"{where}.device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    if values.get("dtype") is not None and values["dtype"] not in DTYPES:
+        raise ValueError(f"{where}.dtype: expected one of {', '.join(DTYPES)}, got {values['dtype']!r}")
     if values.get("input", "pair") not in ("pair", "response"):
         raise ValueError(f"{where}.input: expected 'pair' or 'response', got {values.get('input')!r}")
     return dict(values)
 
 
-__all__ = ["JUDGE_KEYS", "check_judge_config"]
+__all__ = ["DTYPES", "JUDGE_KEYS", "check_judge_config"]

@@ -4,8 +4,10 @@ For each folder of sample files (one evaluated model), :func:`judge_samples` wri
 
 * ``judged_<task>.jsonl``: one line per judged sample (judge id, prompt/response hashes, score, verdict,
   raw answer, categories, keyword verdict). Append-only: a re-run with the same judge skips every sample
-  whose (judge, prompt hash, response hash) is already there, and re-applies the current threshold to the
-  stored scores, so changing ``--threshold`` needs no judging.
+  whose (judge id, prompt hash, response hash) is already there, and re-applies the current threshold to
+  the stored scores, so changing ``--threshold`` needs no judging. The judge id (``judge.identity``) covers
+  every other setting that changes a score (model, format, prompt template, clipping, dtype...): changing
+  one of them judges the samples again.
 * ``results_judged.json`` in lm-eval's results shape: ``results[task]`` with ``judge_harmful_rate,none``
   (+ ``_stderr``), ``judge_unparsed_rate,none``, ``keyword_harmful_rate,none``, ``agreement,none``,
   ``cohen_kappa,none``; ``agreement[task]`` with the 2×2 counts and ``unparsed``; ``config`` (judge,

@@ -158,10 +158,19 @@ def _keyword_harmful(row: Mapping[str, Any], response: str) -> bool:
     return classify(response, "default") == "compliance"
 
 
+def check_max_samples(max_samples: int | None) -> None:
+    """None (all samples) or at least 1; :class:`SamplesError` naming ``--max-samples`` otherwise."""
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
+                                    or max_samples < 1):
+        raise SamplesError(f"--max-samples must be at least 1 (leave it out to judge every sample), "
+                           f"got {max_samples!r}")
+
+
 def samples_from_rows(task: str, rows: Sequence[Mapping[str, Any]], source: str = "(in memory)",
                       max_samples: int | None = None) -> list[Sample]:
     """Samples of one task from lm-eval's per-sample rows; :class:`SamplesError` if the task is not a
-    harmful-prompt generation task."""
+    harmful-prompt generation task. `max_samples`: at most this many (None: all; at least 1)."""
+    check_max_samples(max_samples)
     if not rows:
         return []
     where = f"{source} (task {task})"
@@ -203,6 +212,7 @@ def load_samples(paths: Iterable[str | Path], max_samples: int | None = None
     """Judgeable samples by folder and task, and notes (latest timestamps used, tasks skipped).
 
     Explicitly named files must be judgeable; in folders, other tasks are skipped with a note."""
+    check_max_samples(max_samples)
     paths = list(paths)
     by_folder, notes, explicit = find_sample_files(paths)
     out: dict[Path, dict[str, list[Sample]]] = {}
@@ -227,5 +237,6 @@ def load_samples(paths: Iterable[str | Path], max_samples: int | None = None
     return out, notes
 
 
-__all__ = ["HARMFUL_TASKS", "MAIN_TASKS", "Sample", "SampleFile", "SamplesError", "find_sample_files",
-           "load_samples", "parse_sample_filename", "read_sample_file", "samples_from_rows", "text_hash"]
+__all__ = ["HARMFUL_TASKS", "MAIN_TASKS", "Sample", "SampleFile", "SamplesError", "check_max_samples",
+           "find_sample_files", "load_samples", "parse_sample_filename", "read_sample_file", "samples_from_rows",
+           "text_hash"]
