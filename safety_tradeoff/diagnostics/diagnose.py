@@ -35,17 +35,12 @@ def load_model(name: str, *, device: str | None = None, dtype: str | None = None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..data import resolve_model
+    from ..devices import resolve_device
 
     path = resolve_model(name)
     if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
         raise ValueError(f"{path} is not a model folder (no config.json)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        where = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, mps ...)") from None
-    if where.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: this torch has no CUDA device available; use --device cpu")
+    device = resolve_device(device)
     if dtype and dtype != "auto" and dtype not in ("float32", "bfloat16", "float16", "float64"):
         raise ValueError(f"--dtype {dtype!r}: use auto, float32, bfloat16, float16 or float64")
     torch_dtype = getattr(torch, dtype) if dtype and dtype != "auto" else ("auto" if device != "cpu" else torch.float32)

@@ -149,27 +149,13 @@ def guess_format(ref: str, config: Any) -> str:
 
 
 def _resolve_device(device: str | None, here: bool = True) -> str:
-    """`device` as a torch device string ('auto': cuda when available). JudgeError for anything that is not
-    cpu, cuda, cuda:N or mps, and (`here`: the judge runs on this machine) for a device this machine lacks."""
-    import torch
+    """`safety_tradeoff.devices.resolve_device`, its errors as :class:`JudgeError`."""
+    from ..devices import resolve_device
 
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        parsed = torch.device(str(device))
-    except (RuntimeError, ValueError, TypeError):
-        parsed = None
-    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
-        raise JudgeError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N (mps on Apple silicon)")
-    if here and parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise JudgeError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
-        if parsed.index is not None and parsed.index >= count:
-            raise JudgeError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
-    if here and parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise JudgeError(f"--device {device}: MPS is not available on this machine; use --device cpu or auto")
-    return str(parsed)
+        return resolve_device(device, here=here)
+    except ValueError as err:
+        raise JudgeError(str(err)) from None
 
 
 def _check_dtype_name(dtype: str | None) -> None:
