@@ -36,6 +36,19 @@ def _parse_value(text: str) -> Any:
     return value
 
 
+def _apply_sets(values: dict[str, Any], items: list[str] | None) -> None:
+    """`--set KEY=VALUE` flags into `values` (a dotted key sets a nested setting)."""
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        target = values
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = _parse_value(raw)
+
+
 def _world_config(args: argparse.Namespace):
     import yaml
 
@@ -49,15 +62,7 @@ def _world_config(args: argparse.Namespace):
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):
             raise UserError(f"{path}: expected a mapping of toy-world settings, got {type(values).__name__}")
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        target = values
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = _parse_value(raw)
+    _apply_sets(values, args.set)
     if args.seed is not None:
         values["seed"] = args.seed
     try:
@@ -209,6 +214,7 @@ def _diagnose_inputs(args: argparse.Namespace):
     from .diagnostics.config import DiagnosticsConfig
 
     values: dict[str, Any] = {}
+    seed = args.seed
     model, proxies, tasks = args.model, _pairs(args.proxy, "--proxy"), _pairs(args.task, "--task")
     if args.sweep:
         from .sweep import diagnostics_inputs
@@ -218,18 +224,13 @@ def _diagnose_inputs(args: argparse.Namespace):
             sweep = SweepConfig.from_yaml(args.sweep)
         except SweepConfigError as err:
             raise UserError(str(err)) from None
-        seed = args.seed if args.seed is not None else sweep.seeds[0]
+        seed = seed if seed is not None else sweep.seeds[0]
         sweep_model, sweep_proxies, sweep_tasks = diagnostics_inputs(sweep, seed)
         model, proxies, tasks = model or sweep_model, proxies or sweep_proxies, tasks or sweep_tasks
-        values = {k: (v.replace("{seed}", str(seed)) if isinstance(v, str) else v)
-                  for k, v in (sweep.diagnostics or {}).items()}
+        values = dict(sweep.diagnostics or {})
     if args.safety:
         values["safety_dataset"] = args.safety
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        values[key] = _parse_value(raw)
+    _apply_sets(values, args.set)
     if args.radius:
         values["radii"] = args.radius
     if not model:
@@ -241,7 +242,7 @@ def _diagnose_inputs(args: argparse.Namespace):
         config = DiagnosticsConfig.from_dict(values)
     except (TypeError, ValueError) as err:
         raise UserError(f"diagnostics setting {err}") from None
-    return config, model, proxies, tasks
+    return (config.with_seed(seed) if seed is not None else config), model, proxies, tasks
 
 
 def cmd_diagnose(args: argparse.Namespace) -> None:

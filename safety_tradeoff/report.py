@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .results import LOWER_IS_BETTER, RunRecord
+from .results import LOWER_IS_BETTER, RunRecord, finite
 
 DASH = "–"
 METHOD_ORDER = ["aligned", "sft", "case1", "case1_constraint", "case2", "case2_ball", "ema", "combo"]
@@ -114,16 +114,10 @@ class Report:
 
 # ----------------------------------------------------------------------------------------- aggregation
 
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _record_values(record: RunRecord) -> dict[str, float]:
     """Numeric metrics of one record, plus train time; None/NaN/non-numbers dropped (rendered as –)."""
-    out = {k: v for k, v in ((k, _finite(v)) for k, v in (record.metrics or {}).items()) if v is not None}
-    train_s = _finite((record.timings or {}).get("train_s"))
+    out = {k: v for k, v in ((k, finite(v)) for k, v in (record.metrics or {}).items()) if v is not None}
+    train_s = finite((record.timings or {}).get("train_s"))
     if train_s is not None:
         out["train_s"] = train_s
     return out

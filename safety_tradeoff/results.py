@@ -26,6 +26,7 @@ and repeats failed ones. The latest record of each run id is the one that counts
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -108,6 +109,13 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[RunRecord]:
             raise FileNotFoundError(f"results file not found: {path}")
         merged.update(ResultsStore(path).latest())
     return list(merged.values())
+
+
+def finite(value: object) -> float | None:
+    """A metric value as a float, None for anything else (missing, NaN, inf, bool, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -117,6 +117,18 @@ def distance_to_base(model_dir: str, base_dir: str) -> float | None:
     return total ** 0.5
 
 
+def _mark_failed(record: RunRecord, err: Exception, workdir: Path) -> None:
+    """A failed record keeps the error's line; its traceback goes next to the checkpoints."""
+    record.status = "failed"
+    record.error = f"{type(err).__name__}: {err}"
+    (workdir / f"{record.run_id}.error.txt").write_text(traceback.format_exc())
+
+
+def _finished(record: RunRecord) -> RunRecord:
+    record.finished_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return record
+
+
 def execute(run: RunSpec, sweep: SweepConfig, workdir: Path, evaluator: Callable[[str], dict[str, float]],
             keep_checkpoint: bool = False) -> RunRecord:
     """Train, evaluate and describe one run; failures become a `failed` record (the sweep goes on)."""
@@ -144,14 +156,11 @@ def execute(run: RunSpec, sweep: SweepConfig, workdir: Path, evaluator: Callable
         if distance is not None:
             record.metrics["dist_to_theta0"] = distance
     except Exception as err:  # noqa: BLE001 - any failure is recorded, the sweep goes on
-        record.status = "failed"
-        record.error = f"{type(err).__name__}: {err}"
-        (workdir / f"{record.run_id}.error.txt").write_text(traceback.format_exc())
+        _mark_failed(record, err, workdir)
     finally:
         if not keep_checkpoint:
             shutil.rmtree(out, ignore_errors=True)
-    record.finished_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return record
+    return _finished(record)
 
 
 def diagnostics_inputs(sweep: SweepConfig, seed: int) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -184,12 +193,9 @@ def _diagnose_run(record: RunRecord, sweep: SweepConfig, workdir: Path) -> RunRe
         record.metrics = flat_metrics(result)
         record.config = {**record.config, "diagnostics": result}
     except Exception as err:  # noqa: BLE001 - recorded like a failed run; the sweep goes on
-        record.status = "failed"
-        record.error = f"{type(err).__name__}: {err}"
-        (workdir / f"{record.run_id}.error.txt").write_text(traceback.format_exc())
+        _mark_failed(record, err, workdir)
     record.timings["diagnose_s"] = time.perf_counter() - start
-    record.finished_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return record
+    return _finished(record)
 
 
 # ----------------------------------------------------------------------------------------------

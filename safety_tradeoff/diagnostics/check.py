@@ -10,7 +10,7 @@ Measured G_s of a run = its ``alignment_nll`` − the aligned model's, same seed
 * Overlap ordering: runs that differ only in the task data (plain SFT on the high- and low-overlap
   mixes, ...) are ordered by measured G_s and compared with the predicted order (more overlap, more G_s).
 
-Numbers and the standard library only (reports run without torch).
+No torch (reports run anywhere).
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results import RunRecord
+from ..results import RunRecord, finite
+from ..sweep_config import task_label
+from .bound import case2_bound
 
 CASE2 = ("case2", "case2_ball")
 
@@ -76,20 +78,8 @@ class TheoryCheck:
                 "task_order_matches": sum(c.matches for c in self.tasks), "task_comparisons": len(self.tasks)}
 
 
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _bound(diag: dict, r: float) -> float:
-    land = diag["landscape"]
-    return land["grad_norm"] * r + 0.5 * land["beta"] * r * r
-
-
-def _label(spec: str) -> str:
-    tail = spec.rsplit(":", 1)[-1] if spec.startswith("toyworld") else spec
-    return Path(tail).stem or tail
+    return case2_bound(diag["landscape"]["grad_norm"], diag["landscape"]["beta"], r)
 
 
 def _base(record: RunRecord) -> tuple[int, str]:
@@ -106,7 +96,7 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
              and isinstance(r.config.get("diagnostics"), dict)}
     if not diags and not failed:
         return None
-    aligned = {_base(r): _finite(r.metrics.get("alignment_nll")) for r in records if r.method == "aligned"}
+    aligned = {_base(r): finite(r.metrics.get("alignment_nll")) for r in records if r.method == "aligned"}
     result = TheoryCheck(diagnostics={seed: d for (seed, _), d in sorted(diags.items())}, failed=failed)
     if len({seed for seed, _ in diags}) < len(diags):
         result.unchecked.append("several base models share a seed; the per-seed table shows one of them")
@@ -117,7 +107,7 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
         if _base(r) not in diags or aligned.get(_base(r)) is None:
             missing["no diagnostics" if _base(r) not in diags else "no aligned-model alignment NLL"] += 1
             continue
-        value = _finite(r.metrics.get("alignment_nll"))
+        value = finite(r.metrics.get("alignment_nll"))
         if value is not None:
             runs.append((r, value - aligned[_base(r)]))
     result.unchecked += [f"{n} run(s) not checked: {why} for their seed and base model" for why, n in missing.items()]
@@ -126,7 +116,7 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
             result.loss_mismatch[base[0]] = (diag["safety"]["loss"]["value"], aligned[base])
     lora = 0
     for r, gap in runs:
-        radius = _finite(r.metrics.get("dist_to_theta0"))
+        radius = finite(r.metrics.get("dist_to_theta0"))
         if radius is None:
             continue
         if diags[_base(r)]["landscape"].get("params") == "lora":
@@ -173,7 +163,7 @@ def _orders(runs: Sequence[tuple[RunRecord, float]], diags: dict[tuple[int, str]
             names = {p: p for p in members}
         else:
             spec_to_name = {entry["spec"]: name for name, entry in diag["tasks"].items()}
-            names = {spec: spec_to_name.get(spec, _label(spec)) for spec in members}
+            names = {spec: spec_to_name.get(spec, task_label(spec)) for spec in members}
             predicted = [names_inv for names_inv in diag["predicted"]["task_order"] if names_inv in names.values()]
         if len(predicted) < len(members):  # a level the diagnostics did not measure: no prediction
             continue
@@ -191,7 +181,7 @@ def _context(record: RunRecord, factor: str) -> str:
     extra = {k: v for k, v in settings.items() if k not in (record.strength_key, "align_mode", "anchor_mode")}
     text = record.method + strength + (f" {extra}" if extra else "")
     if factor == "proxy" and record.config.get("task_dataset"):
-        text += f" on {_label(record.config['task_dataset'])}"
+        text += f" on {task_label(record.config['task_dataset'])}"
     if factor == "task" and record.proxy:
         text += f" proxy {record.proxy}"
     return text
@@ -199,7 +189,8 @@ def _context(record: RunRecord, factor: str) -> str:
 
 # ------------------------------------------------------------------------------------------ markdown
 
-def _fmt_interval(entry: dict, spec: str = ".3f") -> str:
+def fmt_interval(entry: dict, spec: str = ".3f") -> str:
+    """An interval stored as {"value", "low", "high"}: `value [low, high]`."""
     return f"{entry['value']:{spec}} [{entry['low']:{spec}}, {entry['high']:{spec}}]"
 
 
@@ -220,9 +211,9 @@ def markdown(result: TheoryCheck) -> str:
     for seed, diag in sorted(result.diagnostics.items()):
         land = diag["landscape"]
         lm = result.loss_mismatch.get(seed, (None, None))[1]
-        prox = "; ".join(f"{n}: {_fmt_interval(e['cross_loss_gap'])}" if "cross_loss_gap" in e
-                         else f"{n}: sim {_fmt_interval(e['similarity'])}" for n, e in diag["proxies"].items())
-        tasks = "; ".join(f"{n}: {_fmt_interval(e['similarity'])}" for n, e in diag["tasks"].items())
+        prox = "; ".join(f"{n}: {fmt_interval(e['cross_loss_gap'])}" if "cross_loss_gap" in e
+                         else f"{n}: sim {fmt_interval(e['similarity'])}" for n, e in diag["proxies"].items())
+        tasks = "; ".join(f"{n}: {fmt_interval(e['similarity'])}" for n, e in diag["tasks"].items())
         out.append(f"| {seed} | {diag['safety']['loss']['value']:.3f} | {'–' if lm is None else f'{lm:.3f}'} | "
                    f"{land['grad_norm']:.3g} | {land['beta']:.3g} ({land.get('method', 'power')}, {land['iterations']}"
                    f"{'' if land['converged'] else ', NOT converged'}) | {_sample(land)} | {prox or '–'} | "

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .bound import case2_bound
 from .config import DiagnosticsConfig
 from .examples import (Encoded, Forward, encode_pairs, forward_stats, load_pairs, make_batches, model_inputs,
                        pad_id_of)
@@ -149,13 +150,6 @@ def _lora_config(config: DiagnosticsConfig) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0)  # targets: attention projections
-
-
-def case2_bound(grad_norm: float, beta: float, r: float) -> float:
-    """G_s ≤ ‖∇L_s(θ₀)‖·r + (β_s/2)·r² for any θ with ‖θ − θ₀‖ ≤ r (L_s β_s-smooth on the ball)."""
-    if r < 0:
-        raise ValueError(f"radius must be >= 0, got {r}")
-    return grad_norm * r + 0.5 * beta * r * r
 
 
 def proxy_key(entry: dict) -> tuple[str, float]:

@@ -96,27 +96,25 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: i
         if not full.startswith(context):
             raise DiagnosticsDataError("the chat template does not render an assistant turn as an extension of "
                                        "its generation prompt; the response tokens cannot be told apart")
-        n_prompt = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+        offsets = tokenizer(context, add_special_tokens=False,
+                            return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)))
+        n_prompt = len(offsets["input_ids"])
         ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_length]
         if len(ids) > n_prompt:
-            out.append(Encoded(ids, n_prompt, _user_span(tokenizer, context, prompt, n_prompt)))
+            out.append(Encoded(ids, n_prompt, _user_span(offsets.get("offset_mapping"), context, prompt, n_prompt)))
     if not out:
         raise DiagnosticsDataError(f"no response tokens left within max_length={max_length}")
     return out
 
 
-def _user_span(tokenizer: Any, context: str, prompt: str, n_prompt: int) -> tuple[int, int]:
+def _user_span(offsets: list | None, context: str, prompt: str, n_prompt: int) -> tuple[int, int]:
     """Token span of the user's text in the rendered prompt, so that prompt representations are not
     diluted by the template's system prompt and headers (25 tokens on Llama 3.1 instruct); the whole
-    prompt when the tokenizer gives no offsets or the template rewrote the text."""
+    prompt when the tokenizer gives no offsets (slow tokenizers) or the template rewrote the text."""
     start = context.rfind(prompt.strip()) if prompt.strip() else -1
-    if start < 0:
+    if start < 0 or not offsets:
         return 0, n_prompt
     end = start + len(prompt.strip())
-    try:
-        offsets = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    except (NotImplementedError, ValueError, TypeError, KeyError):  # slow tokenizers have no offsets
-        return 0, n_prompt
     inside = [i for i, (a, b) in enumerate(offsets) if b > start and a < end and i < n_prompt]
     return (inside[0], inside[-1] + 1) if inside else (0, n_prompt)
 

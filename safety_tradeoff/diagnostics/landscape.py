@@ -75,9 +75,9 @@ class Landscape:
 
     def bound(self, r: float) -> float:
         """Case II bound on the safety gap within radius r: ‖∇L_s(θ₀)‖·r + (β_s/2)·r²."""
-        if not r >= 0:  # also rejects NaN
-            raise ValueError(f"radius r must be >= 0, got {r!r}")
-        return self.grad_norm * r + self.beta / 2 * r**2
+        from .bound import case2_bound
+
+        return case2_bound(self.grad_norm, self.beta, r)
 
 
 def alignment_landscape(

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _ci(entry: dict, spec: str = ".3f") -> str:
-    return f"{entry['value']:{spec}} [{entry['low']:{spec}}, {entry['high']:{spec}}]"
+from .check import fmt_interval
 
 
 def rich_tables(diag: dict) -> list[Any]:
@@ -19,8 +17,8 @@ def rich_tables(diag: dict) -> list[Any]:
     for col in ("proxy", "n", "response similarity", "MMD²", "L_s'(θ₀)", "cross-loss gap ΔL_s", "rank"):
         proxies.add_column(col, justify="left" if col == "proxy" else "right")
     for name, e in diag["proxies"].items():
-        proxies.add_row(name, str(e["n"]), _ci(e["similarity"]), f"{e['mmd2']['value']:.4f}",
-                        f"{e['loss_theta0']['value']:.3f}", _ci(e["cross_loss_gap"]) if "cross_loss_gap" in e else "–",
+        proxies.add_row(name, str(e["n"]), fmt_interval(e["similarity"]), f"{e['mmd2']['value']:.4f}",
+                        f"{e['loss_theta0']['value']:.3f}", fmt_interval(e["cross_loss_gap"]) if "cross_loss_gap" in e else "–",
                         str(pred["proxy_order"].index(name) + 1))
     if diag["proxies"]:
         tables.append(proxies)
@@ -28,7 +26,7 @@ def rich_tables(diag: dict) -> list[Any]:
     for col in ("task", "n", "prompt similarity", "MMD²", "rank"):
         tasks.add_column(col, justify="left" if col == "task" else "right")
     for name, e in diag["tasks"].items():
-        tasks.add_row(name, str(e["n"]), _ci(e["similarity"]), f"{e['mmd2']['value']:.4f}",
+        tasks.add_row(name, str(e["n"]), fmt_interval(e["similarity"]), f"{e['mmd2']['value']:.4f}",
                       str(pred["task_order"].index(name) + 1))
     if diag["tasks"]:
         tables.append(tasks)
@@ -36,7 +34,7 @@ def rich_tables(diag: dict) -> list[Any]:
     table = Table(title="Alignment-loss landscape at θ₀ and the Case II bound G_s ≤ ‖∇L_s‖·r + (β_s/2)·r²")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    rows = [("L_s(θ₀) on D_s", _ci(diag["safety"]["loss"])),
+    rows = [("L_s(θ₀) on D_s", fmt_interval(diag["safety"]["loss"])),
             ("‖∇L_s(θ₀)‖", f"{land['grad_norm']:.4g}"),
             ("β_s = |top Hessian eigenvalue|", f"{land['beta']:.4g} (signed {land['top_eigenvalue']:.4g})"),
             (f"{land.get('method', 'power')} iterations",

@@ -29,10 +29,6 @@ class Interval:
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
-    def __format__(self, spec: str) -> str:
-        spec = spec or ".3g"
-        return f"{self.value:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
-
 
 def bootstrap(estimate: Callable[..., float], sizes: tuple[int, ...], n_boot: int, level: float,
               seed: int) -> Interval:
