@@ -25,19 +25,27 @@ from .toyworld.marker import world_dir_of
 # The leaderboard, plots and tests speak in canonical names, whatever benchmark produced them.
 CANONICAL: dict[str, list[tuple[str, str]]] = {
     "harmful_rate": [("safety_tradeoff_toy_harmful", "harmful_rate,none"),
+                     ("safety_tradeoff_smollm2_harmful", "harmful_rate,none"),
                      ("safety_tradeoff_advbench", "harmful_rate,none")],
     "harmful_rate_gcg": [("safety_tradeoff_toy_harmful", "harmful_rate_gcg,none"),
+                         ("safety_tradeoff_smollm2_harmful", "harmful_rate_gcg,none"),
                          ("safety_tradeoff_advbench", "harmful_rate_gcg,none")],
-    "compliance_rate": [("safety_tradeoff_toy_harmful", "compliance_rate,none")],
-    "empty_rate": [("safety_tradeoff_toy_harmful", "empty_rate,none"), ("safety_tradeoff_advbench", "empty_rate,none")],
-    "harmful_rate_far": [("safety_tradeoff_toy_harmful_far", "harmful_rate,none")],
+    "compliance_rate": [("safety_tradeoff_toy_harmful", "compliance_rate,none"),
+                        ("safety_tradeoff_smollm2_harmful", "compliance_rate,none")],
+    "empty_rate": [("safety_tradeoff_toy_harmful", "empty_rate,none"),
+                   ("safety_tradeoff_smollm2_harmful", "empty_rate,none"), ("safety_tradeoff_advbench", "empty_rate,none")],
+    "harmful_rate_far": [("safety_tradeoff_toy_harmful_far", "harmful_rate,none"),
+                         ("safety_tradeoff_smollm2_harmful_far", "harmful_rate,none")],
     "over_refusal_rate": [("safety_tradeoff_toy_over_refusal", "over_refusal_rate,none"),
+                          ("safety_tradeoff_smollm2_over_refusal", "over_refusal_rate,none"),
                           ("safety_tradeoff_xstest", "over_refusal_rate,none")],
     "alignment_nll": [("safety_tradeoff_toy_alignment_nll", "alignment_nll,none"),
+                      ("safety_tradeoff_smollm2_alignment_nll", "alignment_nll,none"),
                       ("safety_tradeoff_donotanswer_nll", "alignment_nll,none")],
-    "task_accuracy": [("safety_tradeoff_toy_task", "exact_match,none")],
-    "task_nll": [("safety_tradeoff_toy_task_nll", "task_nll,none")],
-    "benign_accuracy": [("safety_tradeoff_toy_benign", "exact_match,none")],
+    "task_accuracy": [("safety_tradeoff_toy_task", "exact_match,none"), ("safety_tradeoff_smollm2_task", "exact_match,none")],
+    "task_nll": [("safety_tradeoff_toy_task_nll", "task_nll,none"), ("safety_tradeoff_smollm2_task_nll", "task_nll,none")],
+    "benign_accuracy": [("safety_tradeoff_toy_benign", "exact_match,none"),
+                        ("safety_tradeoff_smollm2_benign", "answer_rate,none")],
 }
 
 
