@@ -115,6 +115,18 @@ class SafetyTask(ConfigurableTask):
         if config is not None:  # the YAML's `class:` key is the factory's, not a TaskConfig field
             config = {k: v for k, v in config.items() if k != "class"}
         super().__init__(data_dir=data_dir, cache_dir=cache_dir, download_mode=download_mode, config=config)
+        self._set_max_gen_toks()
+
+    def _set_max_gen_toks(self) -> None:
+        """Metadata ``max_gen_toks`` sets the generation length of this project's generation tasks only.
+        lm-eval's ``--gen_kwargs`` would also cut every other generation task of the call (IFEval's 1280
+        tokens, MATH's), so each task YAML carries its benchmark's own length and this is the override."""
+        value = (self.config.metadata or {}).get("max_gen_toks")
+        if value is None or self.config.output_type != "generate_until":
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{self.config.task}: metadata max_gen_toks must be a positive integer, got {value!r}")
+        self.config.generation_kwargs = {**(self.config.generation_kwargs or {}), "max_gen_toks": value}
 
     # ---------------------------------------------------------------------------- requests
     def build_all_requests(self, *, apply_chat_template: bool = False, chat_template: Callable | None = None,
