@@ -27,15 +27,22 @@ STDERR_PREFIX = "stderr/"  # record metric "stderr/<metric>": lm-eval's standard
 
 @dataclass(frozen=True)
 class Stat:
-    """Mean ± sample std of one metric over the seeds of one configuration."""
+    """Mean ± sample std of one metric over the seeds of one configuration; for a single evaluation,
+    lm-eval's standard error when it reported one."""
     mean: float
     std: float  # NaN when n < 2
     n: int
+    stderr: float = math.nan  # lm-eval's standard error (n == 1 only)
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Stat:
+    def of(cls, values: Sequence[float], stderr: float | None = None) -> Stat:
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan,
-                   len(values))
+                   len(values), stderr if stderr is not None and len(values) == 1 else math.nan)
+
+    @property
+    def spread(self) -> float:
+        """The interval half-width shown and drawn: the std over seeds, else the standard error (NaN: none)."""
+        return self.std if not math.isnan(self.std) else self.stderr
 
 
 @dataclass
@@ -68,12 +75,20 @@ class ConfigRow:
 
 
 def record_values(record: RunRecord) -> dict[str, float]:
-    """Numeric metrics of one record, plus train time; None/NaN/non-numbers dropped (rendered as –)."""
-    out = {k: v for k, v in ((k, finite(v)) for k, v in (record.metrics or {}).items()) if v is not None}
+    """Numeric metrics of one record, plus train time; None/NaN/non-numbers dropped (rendered as –), standard
+    errors (``stderr/<metric>``) kept apart (:func:`record_stderr`)."""
+    out = {k: v for k, v in ((k, finite(v)) for k, v in (record.metrics or {}).items())
+           if v is not None and not k.startswith(STDERR_PREFIX)}
     train_s = finite((record.timings or {}).get("train_s"))
     if train_s is not None:
         out["train_s"] = train_s
     return out
+
+
+def record_stderr(record: RunRecord) -> dict[str, float]:
+    """lm-eval's standard errors in a record: metric -> stderr."""
+    return {k[len(STDERR_PREFIX):]: v for k, v in ((k, finite(v)) for k, v in (record.metrics or {}).items())
+            if v is not None and k.startswith(STDERR_PREFIX)}
 
 
 def config_key(record: RunRecord) -> tuple:
@@ -123,13 +138,23 @@ def _gap(value: float | None, seed: int, ref: dict[int, float], sign: float) -> 
     return sign * (value - reference)
 
 
+def _named_reference(groups: dict[tuple, list[RunRecord]], name: str) -> tuple:
+    keys = sorted((k for k in groups if k[0] == name), key=lambda k: -len(groups[k]))
+    if not keys:
+        raise ValueError(f"reference {name!r} is not among the rows: {', '.join(sorted({k[0] for k in groups}))}")
+    return keys[0]
+
+
 def aggregate(records: Iterable[RunRecord], *, capability_metric: str = "task_accuracy",
-              aligned_name: str | None = None, sft_name: str | None = None,
+              aligned_name: str | None = None, sft_name: str | None = None, reference: str | None = None,
               notes: list[str] | None = None) -> tuple[list[ConfigRow], list[RunRecord]]:
     """Group ok records by configuration, add the gaps G_s and G_f per record, and average over seeds.
 
-    Returns (rows sorted by method, group, strength; failed records). Failed records are never dropped:
-    they come back separately, and each row counts its failed seeds.
+    The gaps are measured against the aligned model (G_s) and plain SFT (G_f) of a sweep, or, with
+    `reference` (a row name, e.g. the aligned model of a leaderboard of checkpoints), both against that
+    row (``ValueError`` if no row has the name). Returns (rows sorted by method, group, strength; failed
+    records). Failed records are never dropped: they come back separately, and each row counts its
+    failed seeds.
     """
     notes = notes if notes is not None else []
     records = list(records)
@@ -142,12 +167,16 @@ def aggregate(records: Iterable[RunRecord], *, capability_metric: str = "task_ac
     for record in failed:
         failed_per_key[config_key(record)] += 1
 
-    aligned = _pick_reference(groups, "aligned", aligned_name, notes)
-    sft = _pick_reference(groups, "sft", sft_name, notes)
+    if reference is not None:
+        aligned, sft = _named_reference(groups, reference), None
+        capability_ref = aligned
+    else:
+        aligned = _pick_reference(groups, "aligned", aligned_name, notes)
+        sft = capability_ref = _pick_reference(groups, "sft", sft_name, notes)
     ref_align = _per_seed(groups[aligned], "alignment_nll") if aligned else {}
     cap_sign = 1.0 if capability_metric in LOWER_IS_BETTER else -1.0  # gap > 0 = capability lost
-    ref_cap = _per_seed(groups[sft], capability_metric) if sft else {}
-    ref_task_nll = _per_seed(groups[sft], "task_nll") if sft else {}
+    ref_cap = _per_seed(groups[capability_ref], capability_metric) if capability_ref else {}
+    ref_task_nll = _per_seed(groups[capability_ref], "task_nll") if capability_ref else {}
 
     rows = []
     for key, members in groups.items():
@@ -165,10 +194,11 @@ def aggregate(records: Iterable[RunRecord], *, capability_metric: str = "task_ac
             notes.append(f"'{key[0]}' has several records for one seed ({sorted(seeds)}): its runs differ in "
                          "something the name does not say; they are averaged together")
         name, method, group, proxy, strength_key, strength = key
+        stderr = record_stderr(members[0]) if len(members) == 1 else {}
         rows.append(ConfigRow(name=name, method=method, group=group, proxy=proxy, strength_key=strength_key,
                               strength=strength, seeds=sorted(seeds), run_ids=[r.run_id for r in members],
                               n_failed=failed_per_key.get(key, 0),
-                              metrics={m: Stat.of(vs) for m, vs in values.items()},
+                              metrics={m: Stat.of(vs, stderr.get(m)) for m, vs in values.items()},
                               reference="aligned" if key == aligned else "sft" if key == sft else None))
     rows.sort(key=lambda r: (r.reference is None, _sort_key(r)))  # the references first
     failed.sort(key=lambda r: (config_key(r)[0], r.seed))

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..results import RunRecord
 from .aggregate import ConfigRow, aggregate
 from .plots import plot_gs_vs_lambda, plot_methods, plot_tradeoff
 from .summary import summary_markdown
-from .tables import leaderboard_csv, leaderboard_html, leaderboard_markdown
+from .tables import Layout, leaderboard_csv, leaderboard_html, leaderboard_markdown
 
 
 @dataclass
@@ -22,34 +22,43 @@ class Report:
     summary: str  # summary.md text
     notes: list[str]  # skipped plots and warnings, also in the summary
     frontier: list[ConfigRow]
-    capability_metric: str = "task_accuracy"
+    layout: Layout = field(default_factory=Layout)
+
+    @property
+    def capability_metric(self) -> str:
+        return self.layout.capability_metric
 
 
 def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_metric: str = "harmful_rate",
                  capability_metric: str = "task_accuracy", tolerance: float = 0.05, html_table: bool = True,
-                 aligned_name: str | None = None, sft_name: str | None = None) -> Report:
+                 aligned_name: str | None = None, sft_name: str | None = None, reference: str | None = None,
+                 all_columns: bool = True, notes: Iterable[str] = ()) -> Report:
     """Write the leaderboard (md, csv, html), the three plots and summary.md into `out_dir`.
 
     `tolerance`: how much capability (absolute, in the metric's units: 0.05 = 5 pp of accuracy) a
     recommended run may give up relative to plain SFT. `aligned_name` / `sft_name` pick the reference
-    runs when a store holds several. Plots without data are skipped with a note, never an error.
+    runs when a store holds several; `reference` (a row name) measures both gaps against that row instead
+    (``ValueError`` if no row has it). `all_columns`: show the core columns even when no row has them.
+    `notes` join the summary's. Plots without data are skipped with a note, never an error.
     """
     records = list(records)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
+    notes = list(notes)
+    layout = Layout(capability_metric, reference, all_columns)
     diagnostics = [r for r in records if r.method == "diagnostics"]  # the theory section's, not leaderboard rows
     records = [r for r in records if r.method != "diagnostics"]
     rows, failed = aggregate(records, capability_metric=capability_metric, aligned_name=aligned_name,
-                             sft_name=sft_name, notes=notes)
+                             sft_name=sft_name, reference=reference, notes=notes)
     paths: dict[str, Path] = {}
-    markdown = leaderboard_markdown(rows, failed, capability_metric)
-    for name, text in (("leaderboard.md", markdown), ("leaderboard.csv", leaderboard_csv(rows, capability_metric)),
-                       *((("leaderboard.html", leaderboard_html(rows, failed, capability_metric)),)
-                         if html_table else ())):
+    markdown = leaderboard_markdown(rows, failed, layout)
+    for name, text in (("leaderboard.md", markdown), ("leaderboard.csv", leaderboard_csv(rows, layout)),
+                       *((("leaderboard.html", leaderboard_html(rows, failed, layout)),) if html_table else ())):
         paths[name] = out / name
         paths[name].write_text(text, encoding="utf-8")
-    for name, plot in (("tradeoff.png", lambda p: plot_tradeoff(rows, p, safety_metric, capability_metric)),
+    title = ("Safety vs capability: each method over its strength grid" if all_columns
+             else "Safety vs capability of the evaluated models")
+    for name, plot in (("tradeoff.png", lambda p: plot_tradeoff(rows, p, safety_metric, capability_metric, title)),
                        ("gs_vs_lambda.png", lambda p: plot_gs_vs_lambda(rows, p)),
                        ("methods.png", lambda p: plot_methods(rows, p, capability_metric))):
         target = out / name
@@ -59,8 +68,7 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
             notes.append(note)
         else:
             paths[name] = target
-    summary, frontier = summary_markdown(rows, failed, len(records), safety_metric, capability_metric, tolerance,
-                                         notes)
+    summary, frontier = summary_markdown(rows, failed, len(records), safety_metric, layout, tolerance, notes)
     summary += _theory_section(records + diagnostics, out, paths)
     from ..judges.agreement import judge_section  # standard library only
 
@@ -68,7 +76,7 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
     paths["summary.md"] = out / "summary.md"
     paths["summary.md"].write_text(summary, encoding="utf-8")
     return Report(rows=rows, failed=failed, paths=paths, markdown=markdown, summary=summary, notes=notes,
-                  frontier=frontier, capability_metric=capability_metric)
+                  frontier=frontier, layout=layout)
 
 
 def _theory_section(records: list[RunRecord], out: Path, paths: dict[str, Path]) -> str:

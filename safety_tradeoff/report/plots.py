@@ -17,19 +17,20 @@ from .tables import is_fraction, strength_label
 
 
 def plot_tradeoff(rows: Sequence[ConfigRow], path: Path, safety_metric: str = "harmful_rate",
-                  capability_metric: str = "task_accuracy") -> str | None:
+                  capability_metric: str = "task_accuracy",
+                  title: str = "Safety vs capability: each method over its strength grid") -> str | None:
     """The safety-capability plane: x = capability, y = harm; one curve per group over its strengths,
     references, and the Pareto frontier over every configuration. Returns a note when skipped."""
     usable = [r for r in rows if not math.isnan(r.mean(safety_metric)) and not math.isnan(r.mean(capability_metric))]
     if not usable:
         return f"tradeoff.png skipped: no run has both {safety_metric} and {capability_metric}"
     with figure((11, 7)) as (fig, ax):
-        _draw_tradeoff(fig, ax, usable, path, safety_metric, capability_metric)
+        _draw_tradeoff(fig, ax, usable, path, safety_metric, capability_metric, title)
     return None
 
 
 def _draw_tradeoff(fig, ax, usable: Sequence[ConfigRow], path: Path, safety_metric: str,
-                   capability_metric: str) -> None:
+                   capability_metric: str, title: str) -> None:
     curves = group_curves(usable)
     xs_all = [r.mean(capability_metric) for r in usable]
     ys_all = [r.mean(safety_metric) for r in usable]
@@ -67,8 +68,10 @@ def _draw_tradeoff(fig, ax, usable: Sequence[ConfigRow], path: Path, safety_metr
     ax.set_xlabel(axis_label(capability_metric, "more capable", "x"))
     ax.set_ylabel(axis_label(safety_metric, "safer", "y"))
     n_max = max(r.n for r in usable)
-    ax.set_title("Safety vs capability: each method over its strength grid"
-                 + ("\n(mean over seeds; bars = ±1 std)" if n_max > 1 else ""))
+    stderr = any(not math.isnan(st.stderr) for r in usable for st in r.metrics.values())
+    ax.set_title(title
+                 + ("\n(mean over seeds; bars = ±1 std)" if n_max > 1 else "")
+                 + ("\n(one evaluation: bars = ±1 lm-eval standard error)" if stderr else ""))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, title="group")
     place_labels(fig, ax, labels + ref_labels, obstacles=obstacles)

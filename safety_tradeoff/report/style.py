@@ -194,11 +194,12 @@ def plot_references(ax, rows: Sequence[ConfigRow], xkey: str, ykey: str,
 
 
 def err_bar(stat: Stat | None):
-    return None if stat is None or math.isnan(stat.std) else [stat.std]
+    """±1 std over seeds, else ±1 lm-eval standard error, else no bar."""
+    return None if stat is None or math.isnan(stat.spread) else [stat.spread]
 
 
 def err_bars(stats: Sequence[Stat | None]):
-    vals = [0.0 if s is None or math.isnan(s.std) else s.std for s in stats]
+    vals = [0.0 if s is None or math.isnan(s.spread) else s.spread for s in stats]
     return vals if any(vals) else None
 
 

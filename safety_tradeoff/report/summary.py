@@ -9,7 +9,7 @@ from ..results import LOWER_IS_BETTER, RunRecord
 from .aggregate import ConfigRow, reference_row
 from .choice import capability_threshold, choose, pareto_front
 from .style import group_curves, long_name
-from .tables import DASH, METRIC_LABELS, format_value, is_fraction, strength_label
+from .tables import DASH, METRIC_LABELS, Layout, format_value, is_fraction, strength_label
 
 
 def _value(row: ConfigRow, metric: str) -> str:
@@ -20,10 +20,11 @@ def _value(row: ConfigRow, metric: str) -> str:
 
 
 def summary_markdown(rows: Sequence[ConfigRow], failed: Sequence[RunRecord], n_records: int,
-                     safety_metric: str = "harmful_rate", capability_metric: str = "task_accuracy",
+                     safety_metric: str = "harmful_rate", layout: Layout = Layout(),
                      tolerance: float = 0.05, notes: Sequence[str] = ()) -> tuple[str, list[ConfigRow]]:
     """One plain-language line per group at its chosen strength, the overall recommendation, the runs,
     the failures and the notes. Returns (text, Pareto frontier rows)."""
+    capability_metric = layout.capability_metric
     safe = METRIC_LABELS.get(safety_metric, safety_metric)
     cap = METRIC_LABELS.get(capability_metric, capability_metric)
     tol_text = f"{100 * tolerance:g} pp" if is_fraction(capability_metric) else f"{tolerance:g}"
@@ -47,10 +48,18 @@ def summary_markdown(rows: Sequence[ConfigRow], failed: Sequence[RunRecord], n_r
     for r in (aligned, sft):
         if r is not None:
             out.append(f"- {line(r, with_ref=False)}")
-    if aligned is None:
-        out.append("- no aligned-model run (method 'aligned'): G_s is undefined")
-    if sft is None:
-        out.append("- no plain-SFT run (method 'sft'): G_f is undefined; the capability bar below uses the best run")
+    if layout.reference is not None:
+        out.append(f"- G_s and G_f are measured against {layout.reference}; the capability bar below uses the "
+                   "best run")
+    elif aligned is None and all(r.strength is None for r in rows) and rows:
+        out.append("- no reference model (`--reference NAME`): G_s and G_f are undefined; the capability bar "
+                   "below uses the best run")
+    else:
+        if aligned is None:
+            out.append("- no aligned-model run (method 'aligned'): G_s is undefined")
+        if sft is None:
+            out.append("- no plain-SFT run (method 'sft'): G_f is undefined; the capability bar below uses the "
+                       "best run")
     out += ["", "## Per method group", "",
             f"Rule: per group, the strength with the lowest mean {long_name(safety_metric)} among those whose "
             f"mean {long_name(capability_metric)} is within {tol_text} of {base}'s (ties: higher "
