@@ -135,37 +135,38 @@ def read_inputs(paths: Sequence[str | os.PathLike], names: Mapping[str, str] | N
     """Read every input (see the module docstring). `names`: ``--name WHAT=NAME``, WHAT an input path as
     given or a model identity (what lm-eval was given as ``pretrained``/``peft``)."""
     names = dict(names or {})
-    by_input = {str(Path(k).resolve()): v for k, v in names.items() if Path(k).exists()}
+    path_keys = {str(Path(k).resolve()): k for k in names if Path(k).exists()}  # --name keys that are inputs
     out = Inputs()
-    lm_files: list[tuple[Path, str | None]] = []  # (file, name forced by an input path)
-    judged_files: list[tuple[Path, str | None]] = []
-    used_names: set[str] = set()
+    lm_files: list[tuple[Path, dict[str, Any], str | None]] = []  # (file, its JSON, name forced by its input)
+    judged_files: list[tuple[Path, dict[str, Any], str | None]] = []
+    used: set[str] = set()
     for raw in paths:
         path = Path(raw)
-        forced = by_input.get(str(path.resolve()))
-        if forced is not None:
-            used_names.add(next(k for k in names if Path(k).exists() and str(Path(k).resolve()) == str(path.resolve())))
+        key = path_keys.get(str(path.resolve()))
+        forced = names[key] if key is not None else None
+        used.update([key] if key is not None else [])
         if path.is_dir():
             files, judged = _results_files(path)
             if not files and not judged:
                 raise LeaderboardInputError(
                     f"{path}: no results in this folder: no lm-eval results_<timestamp>.json and no {JUDGED_FILE} "
                     "(run lm_eval with --output_path pointing here, or pass a sweep store .jsonl)")
-            lm_files += [(f, forced) for f in files]
-            judged_files += [(f, forced) for f in judged]
+            lm_files += [(f, _load_json(f), forced) for f in files]
+            judged_files += [(f, _load_json(f), forced) for f in judged]
+        elif path.is_file() and path.suffix == ".jsonl":
+            out.records += _store_records(path)
         elif path.is_file():
-            if path.suffix == ".jsonl":
-                out.records += _store_records(path)
-            else:
-                kind = _kind(path, _load_json(path))
-                (lm_files if kind == "lm_eval" else judged_files).append((path, forced))
+            data = _load_json(path)
+            (lm_files if _kind(path, data) == "lm_eval" else judged_files).append((path, data, forced))
         else:
             raise LeaderboardInputError(f"{path}: no such file or folder")
-    for file, forced in sorted(lm_files, key=lambda fn: _load_json(fn[0]).get("date") or 0):
-        _add_lm_eval(out, file, forced, names, used_names)
-    for file, forced in judged_files:
-        _add_judged(out, file, forced, names, used_names)
-    unused = [k for k in names if k not in used_names]
+    for file, data, forced in sorted(lm_files, key=lambda item: float(item[1].get("date") or 0)):
+        _kind(file, data)  # a results_*.json found in a folder must be lm-eval's too
+        _add_lm_eval(out, file, data, forced, names, used)
+    for file, data, forced in judged_files:
+        _kind(file, data)
+        _add_judged(out, file, data, forced, names, used)
+    unused = [k for k in names if k not in used]
     if unused:
         known = sorted({m.key for m in out.models.values()})
         raise LeaderboardInputError(f"--name {unused[0]}={names[unused[0]]}: {unused[0]!r} is neither an input "
@@ -191,10 +192,8 @@ def _name_for(identity: str, forced: str | None, names: Mapping[str, str], used:
     return forced or display_name(identity)
 
 
-def _add_lm_eval(out: Inputs, file: Path, forced: str | None, names: Mapping[str, str], used: set[str]) -> None:
-    data = _load_json(file)
-    if _kind(file, data) != "lm_eval":
-        return
+def _add_lm_eval(out: Inputs, file: Path, data: Mapping[str, Any], forced: str | None, names: Mapping[str, str],
+                 used: set[str]) -> None:
     identity = model_identity(data)
     if identity is None:
         if forced is None:
@@ -224,10 +223,8 @@ def _add_lm_eval(out: Inputs, file: Path, forced: str | None, names: Mapping[str
             model.versions[key.removesuffix("_version")] = str(data[key])
 
 
-def _add_judged(out: Inputs, file: Path, forced: str | None, names: Mapping[str, str], used: set[str]) -> None:
-    data = _load_json(file)
-    if _kind(file, data) != "judged":
-        return
+def _add_judged(out: Inputs, file: Path, data: Mapping[str, Any], forced: str | None, names: Mapping[str, str],
+                used: set[str]) -> None:
     siblings = [p for p in file.parent.glob("results_*.json") if p.name != JUDGED_FILE]
     identities = {model_identity(_load_json(p)) for p in siblings} - {None}
     if forced is not None:
