@@ -15,9 +15,9 @@ from typing import Any
 
 import datasets
 
-from safety_tradeoff.lm_eval_tasks.utils import (
-    TOY_SETS, _marker_world, _prompt_column, _response, _text_column, _user_path, harmful_metrics, read_rows)
-from safety_tradeoff.refusal import classify, is_empty
+from safety_tradeoff.lm_eval_tasks.files import _dataset, _prompt_column, _row, _text_column, _user_path, read_rows
+from safety_tradeoff.lm_eval_tasks.metrics import _response, harmful_metrics, over_refusal_metrics
+from safety_tradeoff.lm_eval_tasks.toy import TOY_SETS, _marker_world
 from safety_tradeoff.realworld.scoring import contains_answer, is_compliance
 
 
@@ -57,8 +57,7 @@ def load_realworld(world_set: str, **metadata: Any) -> datasets.DatasetDict:
     rows = read_rows(path)
     columns = [_prompt_column(rows, path, "prompt")] + [
         _text_column(rows, path, name, required=name == "reference") for name in ("reference", "category", "answer")]
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(
-        [{"prompt": p, "reference": r, "category": c, "label": "", "answer": a} for p, r, c, a in zip(*columns)])})
+    return _dataset([_row(p, r, c, "", a) for p, r, c, a in zip(*columns)])
 
 
 def process_harmful(doc: Mapping, results: list) -> dict:
@@ -70,10 +69,7 @@ def process_harmful(doc: Mapping, results: list) -> dict:
 
 def process_over_refusal(doc: Mapping, results: list) -> dict:
     """Benign-but-alarming prompts: refusing them is the failure."""
-    text = _response(results)
-    return {"over_refusal_rate": float(classify(text, "default") == "refusal"),
-            "over_refusal_rate_xstest": float(classify(text, "xstest") == "refusal"),
-            "empty_rate": float(is_empty(text))}
+    return over_refusal_metrics(_response(results))
 
 
 def process_benign(doc: Mapping, results: list) -> dict:

@@ -18,6 +18,7 @@ Start here:
   safety-tradeoff models path smollm2  prepare SmolLM2 offline and print its folder (for lm_eval)
   safety-tradeoff diagnose --sweep X   the theory's quantities at θ₀ and its predictions for sweep X
   safety-tradeoff judge OUT --judge M  rescore lm-eval --log_samples output with a judge model
+  safety-tradeoff leaderboard OUT...   leaderboard and plots of any checkpoints from lm-eval results
   safety-tradeoff tasks-path           folder of the lm-eval tasks, for
                                        lm_eval --include_path "$(safety-tradeoff tasks-path)"
 """
@@ -179,16 +180,22 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _report(results: list[str], out: str, **kwargs: Any):
-    from rich.console import Console
-
-    from .report import build_report, rich_table
+    from .report import build_report
     from .results import load_records
 
     try:
         records = load_records(results)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
-    report = build_report(records, out, **kwargs)
+    return _show(build_report(records, out, **kwargs), out)
+
+
+def _show(report, out: str):
+    """The leaderboard on the terminal, the summary on stdout, where the files are on stderr."""
+    from rich.console import Console
+
+    from .report import rich_table
+
     console = Console()
     if not console.is_terminal:  # piped or logged: don't squeeze the table into 80 columns
         console = Console(width=200)
@@ -201,6 +208,25 @@ def _report(results: list[str], out: str, **kwargs: Any):
 def cmd_report(args: argparse.Namespace) -> None:
     _report(args.results, args.out, safety_metric=args.safety_metric, capability_metric=args.capability_metric,
             tolerance=args.tolerance)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from .report.inputs import LeaderboardInputError
+    from .report.leaderboard import build_leaderboard
+
+    names = {}
+    for item in args.name or []:
+        what, sep, name = item.rpartition("=")
+        if not sep or not what or not name:
+            raise UserError(f"--name expects WHAT=NAME (a results path or a model as given to lm-eval), got {item!r}")
+        names[what] = name
+    try:
+        report = build_leaderboard(args.results, args.out, names=names, reference=args.reference,
+                                   capability_metric=args.capability_metric, safety_metric=args.safety_metric,
+                                   tolerance=args.tolerance)
+    except (LeaderboardInputError, ValueError) as err:
+        raise UserError(str(err)) from None
+    _show(report, args.out)
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -415,6 +441,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="capability a recommended run may give up vs plain SFT (0.05 = 5 points)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("leaderboard", help="leaderboard and plots of any checkpoints from their lm-eval results",
+                       description="One row per evaluated model from lm-eval --output_path folders or results "
+                                   "files (several runs of one model on different tasks merge into one row), "
+                                   "results_judged.json of `safety-tradeoff judge`, and sweep stores; the same "
+                                   "leaderboard (md/csv/html), trade-off plot and summary as `report`.",
+                       epilog="examples:\n  safety-tradeoff leaderboard out/ --reference Llama-3.2-1B-Instruct\n"
+                              "  safety-tradeoff leaderboard runs/plain runs/case1 results.jsonl --name runs/case1=case1 "
+                              "--out board/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", help="lm-eval --output_path folder(s) or results_*.json, results_judged.json, "
+                                              "sweep results .jsonl")
+    p.add_argument("--reference", metavar="NAME", help="the row the gaps G_s and G_f are measured against "
+                                                       "(the aligned model)")
+    p.add_argument("--name", action="append", metavar="WHAT=NAME",
+                   help="name the model(s) under a results path, or a model by its lm-eval pretrained/peft value")
+    p.add_argument("--out", default="leaderboard", help="output folder (default ./leaderboard)")
+    p.add_argument("--safety-metric", default="harmful_rate")
+    p.add_argument("--capability-metric", help="default: the one most rows have (leaderboard_score, task_accuracy, "
+                                               "ifeval, mmlu_pro, ...)")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="capability a recommended model may give up vs the most capable (0.05 = 5 points)")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("diagnose", help="the papers' quantities at θ₀ and what they predict (before a sweep)",
                        description="Measure at the aligned model θ₀: proxy-vs-original safety data similarity "
