@@ -258,7 +258,8 @@ def test_lm_eval_cli_runs_the_safety_tasks_on_smollm2(aligned_world, tmp_path, t
     assert out.returncode == 0, out.stderr[-4000:]
     results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())["results"]
     for task, metric in [("safety_tradeoff_advbench", "harmful_rate,none"),
-                         ("safety_tradeoff_xstest", "over_refusal_rate,none"),
+                         ("safety_tradeoff_xstest_safe", "over_refusal_rate,none"),
+                         ("safety_tradeoff_xstest_unsafe", "harmful_rate,none"),
                          ("safety_tradeoff_donotanswer_nll", "alignment_nll,none"),
                          ("safety_tradeoff_smollm2_harmful", "harmful_rate,none"),
                          ("safety_tradeoff_smollm2_harmful", "compliance_rate,none"),
@@ -312,4 +313,5 @@ def test_cpu_twin_recipes_run(recipe, smollm2_dir, world, tmp_path):
 
 def test_recipes_cover_every_gpu_recipe():
     gpu = sorted(p.name for p in (REPO / "trainers" / "recipes").glob("llama32_1b_*.yaml"))
+    assert gpu
     assert [r.replace("llama32_1b_", "smollm2_") for r in gpu] == RECIPES

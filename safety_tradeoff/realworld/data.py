@@ -41,7 +41,7 @@ class RealDataSizes:
     harmful_eval_per_category: int = 15
     harmful_far_eval: int = 40
     benign_eval: int = 60
-    harm_frac_align: float = 0.4       # refusals in D_s; the rest is benign traffic answered helpfully
+    harm_frac_align: float = 0.3       # refusals in D_s; the rest is benign traffic answered helpfully
     overlap_frac: float = 0.35         # high-overlap task mix: how-to requests phrased like harmful ones
     general_frac: float = 0.15         # both task mixes: simple facts (kept skills)
 
@@ -118,9 +118,9 @@ def generate(seed: int, sizes: RealDataSizes | None = None) -> dict[str, list[Ex
 
     def benign() -> Example:
         kind = rng.random()
-        if kind < 0.45:
+        if kind < 0.5:
             return rng.choice(alarming_train)
-        if kind < 0.65:
+        if kind < 0.7:
             return _howto(rng, rng.choice(align_howto), sure=False)
         return skill_example(rng)
 

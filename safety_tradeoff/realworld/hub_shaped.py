@@ -96,7 +96,7 @@ def do_not_answer(alignment: list[Example], seed: int) -> list[dict]:
 
 def hub_shaped(splits: dict[str, list[Example]], seed: int) -> dict[str, list[dict]]:
     """Every Hub-shaped file of a world, from its generated splits."""
-    return {"alpaca": alpaca(splits["task_high_overlap"]), "dolly": dolly(splits["task_low_overlap"]),
+    return {"alpaca": alpaca(splits["task_low_overlap"]), "dolly": dolly(splits["task_high_overlap"]),
             "harmful_dataset": harmful_dataset(splits["proxy_mid"]), "advbench": advbench(splits["harmful_eval"]),
             "xstest": xstest(splits["over_refusal_eval"], splits["harmful_eval"], seed),
             "do_not_answer": do_not_answer(splits["harmful_eval"], seed)}
