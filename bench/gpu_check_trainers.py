@@ -38,7 +38,7 @@ from tiny_models import StopAt, build_tiny_model, safety_prompt_completion, task
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from safety_tradeoff.trainer import SafeSFTTrainer, SafetySFTConfig  # noqa: E402
-from safety_tradeoff.trainer.utils import to_full_tensor  # noqa: E402
+from safety_tradeoff.trainer.placement import to_full_tensor  # noqa: E402
 
 MECHANISMS = dict(
     align_mode="constraint", align_lambda=0.5, align_epsilon=5.0, align_dual_lr=0.3,

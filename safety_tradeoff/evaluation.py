@@ -16,10 +16,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .sweep_config import EvalSpec
 from .toyworld.marker import world_dir_of
+
+if TYPE_CHECKING:  # a type only: importing sweep_config here closes the circle sweep_config → trainer → evaluation
+    from .sweep_config import EvalSpec
 
 # Canonical metric name -> (lm-eval task, metric key in its results) candidates, first present wins.
 # The leaderboard, plots and tests speak in canonical names, whatever benchmark produced them.
