@@ -11,7 +11,7 @@ from torch.utils.data import RandomSampler
 
 from .alignment_loss_config import AlignmentLossConfig, validate_alignment_loss_args
 from .base import SafetyTrainerBase
-from .checkpoint_state import note_followed, changed_setting_error
+from .checkpoint_state import changed_setting_error, note_followed
 from .concat_forward import check_concat_support, concat_forward_losses
 from .dataset_checks import dataset_sample, validate_align_dataset
 

@@ -45,7 +45,13 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from .anchor import ParameterAnchor
-from .checkpoint_state import ANCHOR_NAME, STATE_FORMAT_VERSION, read_state, changed_setting_error, write_state
+from .checkpoint_state import (
+    ANCHOR_NAME,
+    STATE_FORMAT_VERSION,
+    changed_setting_error,
+    read_state,
+    write_state,
+)
 from .dataset_checks import check_chat_template, dataset_sample
 from .distributed_support import check_distributed_support
 from .errors import NonFiniteLossError

@@ -19,8 +19,9 @@ class ParamConstraintConfig(SFTConfig):
 
     θ₀ is a snapshot of the trainable parameters taken when training starts (after the model was placed, cast or
     sharded for training), saved in every checkpoint (`safety_anchor.safetensors`) and reloaded from it on resume, so
-    a resumed run never re-anchors on its own checkpoint. The trainer adds `(λ/2)·‖θ − θ₀‖²` to the objective and/or keeps θ in the ball
-    `‖θ − θ₀‖ ≤ r` by projection after every optimizer step. With a PEFT LoRA model, θ₀ is the base model (zero
+    a resumed run never re-anchors on its own checkpoint. The trainer pulls θ toward θ₀ with `(λ/2)·‖θ − θ₀‖²` (on
+    the gradients, in the loss, or decoupled after each step) and/or keeps θ in the ball `‖θ − θ₀‖ ≤ r` by projection
+    after every optimizer step. With a PEFT LoRA model, θ₀ is the base model (zero
     adapter delta) and the distance is the one of the merged weights, `Σ_layers ‖scaling · B·A‖_F²`, computed exactly
     from r×r Gram matrices.
 
