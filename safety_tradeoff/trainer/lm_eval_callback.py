@@ -117,8 +117,15 @@ class LmEvalCallback(TrainerCallback):
 
     def _log(self, logs: dict[str, float]) -> None:
         # `Trainer.log` itself, not the trainer's: SFTTrainer's `log` would add the train metrics it has pending for
-        # the next training log (entropy, token accuracy, ...) to this record and clear them.
-        Trainer.log(self.trainer, logs)
+        # the next training log (entropy, token accuracy, ...) to this record and clear them. And logging resets
+        # `control.should_log`, which would cancel the training log of this step (on the main process only: the
+        # other ranks would then enter that log's reduction alone); it is kept as it was.
+        control = self.trainer.control
+        should_log = control.should_log
+        try:
+            Trainer.log(self.trainer, logs)
+        finally:
+            control.should_log = should_log
 
     def _wait_for_main_process(self) -> None:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
