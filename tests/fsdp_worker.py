@@ -21,7 +21,15 @@ import sys
 import warnings
 
 import torch
-from tiny_models import ALL_MECHANISMS, EXACT_ARGS, StopAt, load_tiny, make_args, safety_prompt_completion, task_messages
+from tiny_models import (
+    ALL_MECHANISMS,
+    EXACT_ARGS,
+    StopAt,
+    load_tiny,
+    make_args,
+    safety_prompt_completion,
+    task_messages,
+)
 
 from safety_tradeoff.trainer import SafeSFTTrainer, SafetySFTConfig
 from safety_tradeoff.trainer.placement import is_dtensor, to_full_tensor
