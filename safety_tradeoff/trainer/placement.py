@@ -25,12 +25,14 @@ def trainable_named_parameters(model: torch.nn.Module) -> list[tuple[str, torch.
     return [(clean_param_name(n), p) for n, p in model.named_parameters() if p.requires_grad]
 
 
+try:
+    from torch.distributed.tensor import DTensor as _DTensor
+except ImportError:  # pragma: no cover (torch built without distributed)
+    _DTensor = None
+
+
 def is_dtensor(t) -> bool:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(t, DTensor)
+    return _DTensor is not None and isinstance(t, _DTensor)
 
 
 def to_full_tensor(t: torch.Tensor) -> torch.Tensor:
