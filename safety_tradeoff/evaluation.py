@@ -11,36 +11,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
-import math
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .lm_eval_results import canonical, flatten
 from .toyworld.marker import world_dir_of
 
 if TYPE_CHECKING:  # a type only: importing sweep_config here closes the circle sweep_config → trainer → evaluation
     from .sweep_config import EvalSpec
-
-# Canonical metric name -> (lm-eval task, metric key in its results) candidates, first present wins.
-# The leaderboard, plots and tests speak in canonical names, whatever benchmark produced them.
-CANONICAL: dict[str, list[tuple[str, str]]] = {
-    "harmful_rate": [("safety_tradeoff_toy_harmful", "harmful_rate,none"),
-                     ("safety_tradeoff_advbench", "harmful_rate,none")],
-    "harmful_rate_gcg": [("safety_tradeoff_toy_harmful", "harmful_rate_gcg,none"),
-                         ("safety_tradeoff_advbench", "harmful_rate_gcg,none")],
-    "compliance_rate": [("safety_tradeoff_toy_harmful", "compliance_rate,none")],
-    "empty_rate": [("safety_tradeoff_toy_harmful", "empty_rate,none"), ("safety_tradeoff_advbench", "empty_rate,none")],
-    "harmful_rate_far": [("safety_tradeoff_toy_harmful_far", "harmful_rate,none")],
-    "over_refusal_rate": [("safety_tradeoff_toy_over_refusal", "over_refusal_rate,none"),
-                          ("safety_tradeoff_xstest", "over_refusal_rate,none")],
-    "alignment_nll": [("safety_tradeoff_toy_alignment_nll", "alignment_nll,none"),
-                      ("safety_tradeoff_donotanswer_nll", "alignment_nll,none")],
-    "task_accuracy": [("safety_tradeoff_toy_task", "exact_match,none")],
-    "task_nll": [("safety_tradeoff_toy_task_nll", "task_nll,none")],
-    "benign_accuracy": [("safety_tradeoff_toy_benign", "exact_match,none")],
-}
 
 
 def _with_metadata(manager, metadata: dict[str, Any]):
@@ -57,46 +38,16 @@ def _with_metadata(manager, metadata: dict[str, Any]):
     return clone
 
 
-def flatten(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """lm-eval's per-task results as `task/metric,filter` -> float (stderr and aliases dropped)."""
-    out = {}
-    for task, values in results.items():
-        for key, value in values.items():
-            if "_stderr" in key or key == "alias" or not isinstance(value, (int, float)):
-                continue
-            out[f"{task}/{key}"] = float(value)
-    return out
-
-
-def canonical(flat: dict[str, float]) -> dict[str, float]:
-    out = {}
-    for name, candidates in CANONICAL.items():
-        for task, key in candidates:
-            value = flat.get(f"{task}/{key}")
-            if value is not None and not math.isnan(value):
-                out[name] = value
-                break
-    return out
-
-
 class LmEvalEvaluator:
     """Callable: model folder -> metrics (canonical names + every `task/metric` lm-eval reported)."""
 
     def __init__(self, spec: EvalSpec):
-        from lm_eval.tasks import TaskManager
-
-        from . import tasks_path
+        from .task_manager import task_manager
 
         self.spec = spec
         judge = getattr(spec, "judge", None)
         self.judge = SweepJudge(judge) if judge else None  # loaded on first use, after the evaluated model left
-        custom_only = all(t.startswith("safety_tradeoff") for t in spec.tasks)
-        self.manager = TaskManager(include_path=tasks_path(), include_defaults=not custom_only,
-                                   metadata=dict(spec.metadata))
-        known = set(self.manager.all_tasks)
-        unknown = [t for t in spec.tasks if t not in known]
-        if unknown:
-            raise ValueError(f"unknown lm-eval task(s) in eval.tasks: {', '.join(unknown)}")
+        self.manager = task_manager(spec.tasks, spec.metadata, what="eval.tasks")  # unknown names: ValueError
 
     def __call__(self, model_dir: str) -> dict[str, float]:
         import lm_eval

@@ -249,7 +249,7 @@ def task_label(spec: str, others: list | None = None) -> str:
     """A short name for a task dataset spec: the toy split or the file/folder stem; the whole spec when
     another spec of `others` has the same short name."""
     def short(value: str) -> str:
-        tail = value.rsplit(":", 1)[-1] if value.startswith("toyworld") else value
+        tail = value.rsplit(":", 1)[-1] if value.startswith(("toyworld", "smollm2")) else value
         return Path(tail).stem or tail
 
     label = short(spec)

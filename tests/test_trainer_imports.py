@@ -1,6 +1,7 @@
 """The package has no import circle: the graph of `safety_tradeoff` modules, with every import counted (also those
 inside functions, which only defer a circle to the first call), has no cycle. Imports under `if TYPE_CHECKING:` are
-not executed and do not count."""
+not executed and do not count; `from . import sibling` depends on the sibling module, not on the package's
+`__init__`."""
 
 from __future__ import annotations
 
@@ -30,7 +31,12 @@ def _imported(module: str, path: Path, node: ast.AST, known: set[str]) -> set[st
             target = base + ("." + node.module if node.module else "")
         else:
             target = node.module or ""
-        targets = [target] + [f"{target}.{a.name}" for a in node.names]
+        # `from pkg import sub` needs the module `sub` (the package is already being imported); `from pkg import
+        # name` needs what `pkg/__init__.py` defines
+        subs = [f"{target}.{a.name}" for a in node.names]
+        targets = [t for t in subs if t in known]
+        if len(targets) < len(subs):
+            targets.append(target)
     return {t for t in targets if t in known and t != module}
 
 

@@ -6,7 +6,7 @@
 accelerate launch --cpu --num_processes 1 trainers/sft_safety.py --config trainers/recipes/toy_case1_near.yaml
 
 # a real model on GPUs
-accelerate launch trainers/sft_safety.py --config trainers/recipes/llama32_1b_alpaca_case1.yaml
+accelerate launch trainers/sft_safety.py --config trainers/recipes/llama32_1b_dolly_case1.yaml
 
 # anything from the command line (every SafetySFTConfig / SFTConfig / ModelConfig field is an option)
 python trainers/sft_safety.py --model_name_or_path toyworld:aligned --dataset_name toyworld:task_high_overlap \

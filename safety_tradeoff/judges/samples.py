@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 HARMFUL_TASKS = ("safety_tradeoff_toy_harmful", "safety_tradeoff_toy_harmful_far", "safety_tradeoff_advbench",
-                 "safety_tradeoff_harmbench", "safety_tradeoff_strongreject", "safety_tradeoff_xstest")
+                 "safety_tradeoff_harmbench", "safety_tradeoff_strongreject", "safety_tradeoff_xstest_unsafe")
 #: the task whose judged rate is the canonical ``judge_harmful_rate`` (first present wins), as in evaluation.py
 MAIN_TASKS = ("safety_tradeoff_toy_harmful", "safety_tradeoff_advbench", "safety_tradeoff_harmbench",
-              "safety_tradeoff_strongreject", "safety_tradeoff_xstest", "safety_tradeoff_toy_harmful_far")
+              "safety_tradeoff_strongreject", "safety_tradeoff_xstest_unsafe", "safety_tradeoff_toy_harmful_far")
 
 
 class SamplesError(ValueError):

@@ -13,13 +13,16 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
+from ..cache import CACHE_ENV, CacheError, cache_root, check_writable
 from .config import ToyWorldConfig
 from .data import Example, generate, vocabulary_text
 from .marker import MARKER
 from .tokenizer import build_tokenizer
 from .training import cpu_threads, quiet_datasets, sft
 
-CACHE_ENV = "SAFETY_TRADEOFF_CACHE"
+__all__ = ["CACHE_ENV", "CacheError", "EVAL_SPLITS", "TRAIN_SPLITS", "ToyWorld", "cache_root", "load_or_build",
+           "write_data", "write_jsonl"]
+
 TRAIN_SPLITS = ("pretrain", "align", "proxy_near", "proxy_far", "task_high_overlap", "task_low_overlap")
 EVAL_SPLITS = {  # file name in data/eval/ -> generated split
     "harmful": "harmful_eval", "harmful_far": "harmful_far_eval", "over_refusal": "over_refusal_eval",
@@ -27,19 +30,13 @@ EVAL_SPLITS = {  # file name in data/eval/ -> generated split
 }
 
 
-class CacheError(RuntimeError):
-    """The cache directory cannot be used (not writable, not a directory)."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "safety_tradeoff").expanduser()
-
-
 @dataclass(frozen=True)
 class ToyWorld:
     """A built world on disk. Data are JSONL files any `datasets.load_dataset("json", ...)` reads."""
 
     root: Path
+    train_splits = TRAIN_SPLITS
+    eval_splits = EVAL_SPLITS
 
     @property
     def data_dir(self) -> Path:
@@ -55,15 +52,15 @@ class ToyWorld:
 
     def train_file(self, split: str, fmt: str = "prompt_completion") -> Path:
         """Training split as conversational prompt-completion (default) or `messages` JSONL."""
-        if split not in TRAIN_SPLITS:
-            raise KeyError(f"unknown toy-world training split {split!r}; known: {', '.join(TRAIN_SPLITS)}")
+        if split not in self.train_splits:
+            raise KeyError(f"unknown training split {split!r}; known: {', '.join(self.train_splits)}")
         if fmt not in ("prompt_completion", "messages"):
             raise ValueError(f"format must be 'prompt_completion' or 'messages', got {fmt!r}")
         return self.data_dir / fmt / f"{split}.jsonl"
 
     def eval_file(self, name: str) -> Path:
-        if name not in EVAL_SPLITS:
-            raise KeyError(f"unknown toy-world evaluation set {name!r}; known: {', '.join(EVAL_SPLITS)}")
+        if name not in self.eval_splits:
+            raise KeyError(f"unknown evaluation set {name!r}; known: {', '.join(self.eval_splits)}")
         return self.data_dir / "eval" / f"{name}.jsonl"
 
     def dataset(self, split: str, fmt: str = "prompt_completion") -> Dataset:
@@ -82,7 +79,7 @@ class ToyWorld:
 
 # --------------------------------------------------------------------------------------------------
 # Writing data
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
@@ -102,12 +99,14 @@ def _eval_row(ex: Example) -> dict:
     return {"prompt": ex.prompt, "reference": ex.response, "category": ex.category, "answer": ex.answer}
 
 
-def write_data(splits: dict[str, list[Example]], data_dir: Path) -> None:
-    for split in TRAIN_SPLITS:
-        _write_jsonl(data_dir / "prompt_completion" / f"{split}.jsonl", [_prompt_completion(e) for e in splits[split]])
-        _write_jsonl(data_dir / "messages" / f"{split}.jsonl", [_messages(e) for e in splits[split]])
-    for name, split in EVAL_SPLITS.items():
-        _write_jsonl(data_dir / "eval" / f"{name}.jsonl", [_eval_row(e) for e in splits[split]])
+def write_data(splits: dict[str, list[Example]], data_dir: Path, train_splits: tuple[str, ...] = TRAIN_SPLITS,
+               eval_splits: dict[str, str] = EVAL_SPLITS) -> None:
+    """Training splits in both conversational formats, evaluation sets as flat rows."""
+    for split in train_splits:
+        write_jsonl(data_dir / "prompt_completion" / f"{split}.jsonl", [_prompt_completion(e) for e in splits[split]])
+        write_jsonl(data_dir / "messages" / f"{split}.jsonl", [_messages(e) for e in splits[split]])
+    for name, split in eval_splits.items():
+        write_jsonl(data_dir / "eval" / f"{name}.jsonl", [_eval_row(e) for e in splits[split]])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,17 +134,6 @@ def _save(model: PreTrainedModel, tokenizer, path: Path, world_root: Path, stage
 
 # --------------------------------------------------------------------------------------------------
 # Cache
-def _check_writable(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise CacheError(f"toy-world cache directory {root} is not writable ({err.strerror or err}); "
-                         f"set {CACHE_ENV} to a writable directory") from None
-
-
 def _is_complete(world: ToyWorld, fingerprint: str) -> bool:
     """A cache entry counts only if it finished building and its tokenizer matches the code's."""
     try:
@@ -179,7 +167,7 @@ def load_or_build(config: ToyWorldConfig | None = None, *, cache_dir: Path | str
     say = progress or (lambda _msg: None)
     root = Path(cache_dir).expanduser() if cache_dir else cache_root()
     worlds = root / "toyworld"
-    _check_writable(worlds)
+    check_writable(worlds, "toy-world")
     fingerprint = config.fingerprint()  # once: the code must not change under a running build
     world = ToyWorld(worlds / f"seed{config.seed}-{fingerprint}")
     if _is_complete(world, fingerprint):

@@ -34,11 +34,14 @@ def toy_sft_config(output_dir: str, *, steps: int, lr: float, batch_size: int, s
 
 
 def sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, *, steps: int,
-        lr: float, batch_size: int, seed: int, max_length: int = 128, progress: bool = False) -> PreTrainedModel:
-    """Plain supervised fine-tuning (completion-only loss on prompt-completion data), in place."""
+        lr: float, batch_size: int, seed: int, max_length: int = 128, progress: bool = False,
+        **overrides: Any) -> PreTrainedModel:
+    """Plain supervised fine-tuning (completion-only loss on prompt-completion data), in place.
+
+    `overrides` replace `toy_sft_config`'s settings (the real-model world aligns with a constant rate)."""
     with tempfile.TemporaryDirectory(prefix="safety_tradeoff_sft_") as out, quiet_datasets(not progress):
         args = toy_sft_config(out, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
-                              max_length=max_length, progress=progress)
+                              max_length=max_length, progress=progress, **overrides)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         if not progress:
             trainer.remove_callback(PrinterCallback)  # it prints the final metrics dict even with logging off

@@ -49,9 +49,7 @@ class LmEvalCallback(TrainerCallback):
     def __init__(self, trainer, tasks: Sequence[str], every_n_steps: int | None = None, batch_size: int = 32,
                  limit: int | float | None = None, metadata: dict[str, Any] | None = None,
                  apply_chat_template: bool = True, barrier_timeout_s: float = 6 * 3600):
-        from lm_eval.tasks import TaskManager
-
-        from .. import tasks_path
+        from ..task_manager import task_manager
 
         if every_n_steps is not None and every_n_steps <= 0:
             raise ValueError(f"every_n_steps must be positive or None, got {every_n_steps}")
@@ -62,11 +60,7 @@ class LmEvalCallback(TrainerCallback):
         self.limit = limit
         self.apply_chat_template = apply_chat_template
         meta = {**(metadata or {}), "tokenizer": trainer.processing_class}
-        custom_only = all(t.startswith("safety_tradeoff") for t in self.tasks)
-        self.manager = TaskManager(include_path=tasks_path(), include_defaults=not custom_only, metadata=meta)
-        unknown = [t for t in self.tasks if t not in set(self.manager.all_tasks)]
-        if unknown:
-            raise ValueError(f"unknown lm-eval task(s): {', '.join(unknown)}")
+        self.manager = task_manager(self.tasks, meta, what="LmEvalCallback tasks")  # unknown names: ValueError
         self._warned = False
         self.barrier_timeout_s = barrier_timeout_s
         self._group = None  # the gloo group the other ranks wait in (created on first use, by every rank)
