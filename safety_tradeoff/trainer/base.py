@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import logging
 import os
 import warnings
@@ -53,7 +52,7 @@ from .checkpoint_state import (
     write_state,
 )
 from .dataset_checks import check_chat_template, dataset_sample
-from .distributed_support import check_distributed_support
+from .distributed_support import check_distributed_support, engine_of
 from .errors import NonFiniteLossError
 from .lora_delta import find_lora_pairs
 from .placement import trainable_named_parameters
@@ -111,7 +110,7 @@ class SafetyTrainerBase(StepMetricsMixin, SFTTrainer):
 
         super().__init__(**params)
 
-        self._check_distributed(**self._distributed_features(args))
+        check_distributed_support(**engine_of(self), **self._distributed_features(args))
         self.add_callback(_SafetyStepCallback(self))
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -215,26 +214,6 @@ class SafetyTrainerBase(StepMetricsMixin, SFTTrainer):
             )
         return load_file(path)
 
-    def _check_distributed(self, **features) -> None:
-        ds_stage = None
-        if self.is_deepspeed_enabled:
-            ds_stage = self.accelerator.state.deepspeed_plugin.zero_stage
-        fsdp_version = None
-        if self.is_fsdp_enabled:
-            fsdp_version = getattr(self.accelerator.state.fsdp_plugin, "fsdp_version", 1)
-        ckpt_kwargs = self.args.activation_checkpointing_kwargs or self.args.gradient_checkpointing_kwargs or {}
-        if isinstance(ckpt_kwargs, str):
-            ckpt_kwargs = json.loads(ckpt_kwargs)
-        reentrant = bool(self.args.activation_checkpointing) and bool(ckpt_kwargs.get("use_reentrant", False))
-        check_distributed_support(
-            deepspeed_stage=ds_stage,
-            fsdp_version=fsdp_version,
-            world_size=self.accelerator.num_processes,
-            reentrant_checkpointing=reentrant,
-            padding_free=bool(self.padding_free),
-            **features,
-        )
-
     # ------------------------------------------------------------------------------------------------------------------
     # Hooks (no-ops here; mixins override)
     # ------------------------------------------------------------------------------------------------------------------
@@ -302,7 +281,7 @@ class SafetyTrainerBase(StepMetricsMixin, SFTTrainer):
         loss = self._combine_alignment(task_loss, align_loss)
         penalty = self._loss_penalty()
         if penalty is not None:
-            loss = loss + self._per_step_scale(num_items_in_batch) * penalty.to(loss.dtype)
+            loss = loss + self._per_step_scale(num_items_in_batch) * penalty.to(device=loss.device, dtype=loss.dtype)
         self._check_finite(loss, task_loss=task_loss, align_loss=align_loss, penalty=penalty)
         self._add_step_metric("task_loss", task_loss.detach() * frac)
         if align_loss is not None:

@@ -3,6 +3,23 @@
 
 from __future__ import annotations
 
+import json
+
+
+def engine_of(trainer) -> dict:
+    """The engine settings of a built trainer that `check_distributed_support` needs."""
+    ds_stage = trainer.accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else None
+    fsdp_version = None
+    if trainer.is_fsdp_enabled:
+        fsdp_version = getattr(trainer.accelerator.state.fsdp_plugin, "fsdp_version", 1)
+    args = trainer.args
+    ckpt_kwargs = args.activation_checkpointing_kwargs or args.gradient_checkpointing_kwargs or {}
+    if isinstance(ckpt_kwargs, str):
+        ckpt_kwargs = json.loads(ckpt_kwargs)
+    reentrant = bool(args.activation_checkpointing) and bool(ckpt_kwargs.get("use_reentrant", False))
+    return dict(deepspeed_stage=ds_stage, fsdp_version=fsdp_version, world_size=trainer.accelerator.num_processes,
+                reentrant_checkpointing=reentrant, padding_free=bool(trainer.padding_free))
+
 
 def check_distributed_support(
     *,
