@@ -15,11 +15,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .lm_eval_results import canonical, flatten
-from .sweep_config import EvalSpec
 from .toyworld.marker import world_dir_of
+
+if TYPE_CHECKING:  # a type only: importing sweep_config here closes the circle sweep_config → trainer → evaluation
+    from .sweep_config import EvalSpec
 
 
 def _with_metadata(manager, metadata: dict[str, Any]):

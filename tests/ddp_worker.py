@@ -14,7 +14,15 @@ import warnings
 
 import torch
 from peft import LoraConfig
-from tiny_models import ALL_MECHANISMS, EXACT_ARGS, load_tiny, make_args, safety_prompt_completion, snapshot, task_messages
+from tiny_models import (
+    ALL_MECHANISMS,
+    EXACT_ARGS,
+    load_tiny,
+    make_args,
+    safety_prompt_completion,
+    snapshot,
+    task_messages,
+)
 
 from safety_tradeoff.trainer import SafeSFTTrainer, SafetySFTConfig
 

@@ -13,8 +13,10 @@ from safety_tradeoff.trainer import AlignmentLossConfig, EMAConfig, ParamConstra
 GROUPS = {
     AlignmentLossConfig: {"align_lambda", "align_mode", "align_epsilon", "align_dual_lr", "align_lambda_max",
                           "align_batch_size", "align_forward"},
-    ParamConstraintConfig: {"anchor_lambda", "anchor_radius", "anchor_mode", "lora_delta", "anchor_dtype"},
-    EMAConfig: {"ema_beta", "ema_dtype", "ema_eval", "ema_save", "ema_log_distances"},
+    ParamConstraintConfig: {"anchor_lambda", "anchor_radius", "anchor_mode", "lora_delta", "anchor_dtype",
+                            "anchor_offload"},
+    EMAConfig: {"ema_beta", "ema_dtype", "ema_eval", "ema_save", "ema_log_distances", "ema_offload",
+                "ema_update_every"},
 }
 SFT_FIELDS = {f.name for f in dataclasses.fields(SFTConfig)}
 

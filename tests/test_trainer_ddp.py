@@ -51,3 +51,26 @@ def test_ddp_equals_single_process(ddp_results, tmp_path, name):
         assert set(logged_ddp) == set(logged_single)
         for key, value in logged_single.items():
             assert abs(logged_ddp[key] - value) < 1e-5 * max(1.0, abs(value)), key
+
+
+def test_ddp_details(tmp_path_factory):
+    """Unused parameters with `ddp_find_unused_parameters` unset, host copies on the writing rank only, and a rank-0
+    evaluation longer than the process-group timeout (tests/ddp_details_worker.py)."""
+    tiny = tiny_model_dir(str(tmp_path_factory.mktemp("tiny")))
+    out = tmp_path_factory.mktemp("details")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE)])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           os.path.join(HERE, "ddp_details_worker.py"), tiny, str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    ranks = [torch.load(out / f"details-rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    assert ranks[0]["find_unused"] is None  # left to transformers, which turns it on without checkpointing
+    assert max_abs_diff(ranks[0]["params"], ranks[1]["params"]) == 0.0
+    assert "model.unused_tower.weight" in ranks[0]["params"]
+    # 3 checkpoints: θ₀ and θ̄ copied to the host 3 times each on rank 0, never on rank 1
+    assert ranks[0]["host_copies"] == {"ParameterAnchor": 3, "EMAShadow": 3}
+    assert ranks[1]["host_copies"] == {}
+    evals = [r for r in ranks[0]["log_history"] if "lm_eval/slow/metric" in r]
+    assert [r["step"] for r in evals] == [1, 2, 3]

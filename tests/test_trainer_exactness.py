@@ -294,3 +294,49 @@ def test_all_mechanisms_off_is_plain_sft(tiny, tmp_path):
     safe = run(tiny, tmp_path, SafeSFTTrainer, SafetySFTConfig, {}, False, False, 4, 1)
     assert max_abs_diff(trainable_params(plain), trainable_params(safe)) == 0.0
     assert safe._anchor is None and safe._ema_shadow is None
+
+
+class OffsetPositions:
+    """A collator whose batches carry `position_ids` 0, 2, 4, ... (a constant shift would not do: rotary embeddings
+    only see relative positions): a forward that dropped them would compute other logits."""
+
+    def __init__(self, pad_token_id: int):
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        self.inner = DataCollatorForLanguageModeling(pad_token_id=pad_token_id)
+
+    def __call__(self, examples):
+        batch = self.inner(examples)
+        rows, length = batch["input_ids"].shape
+        batch["position_ids"] = (2 * torch.arange(length)).expand(rows, length).clone()
+        return batch
+
+
+def run_case1(tiny, tmp_path, forward, setting):
+    model, tok = load_tiny(tiny)
+    overrides = dict(align_lambda=1.0, align_forward=forward, **{**EXACT_ARGS, "learning_rate": 0.2})
+    if setting == "dft":
+        overrides["loss_type"] = "dft"
+    args = make_args(AlignmentLossConfig, str(tmp_path / f"{forward}-{setting}"), gradient_accumulation_steps=2,
+                     **overrides)
+    trainer = AlignmentLossSFTTrainer(model=model, args=args, train_dataset=task_messages(),
+                                      align_dataset=safety_prompt_completion(),
+                                      data_collator=OffsetPositions(tok.pad_token_id)
+                                      if setting == "position_ids" else None, processing_class=tok)
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize("setting", ["dft", "position_ids"])
+def test_concat_forward_follows_loss_type_and_position_ids(tiny, tmp_path, setting):
+    """align_forward='concat' trains exactly like 'separate' (where SFTTrainer computes the task loss) with
+    `loss_type="dft"` and with batches that carry `position_ids`."""
+    separate = run_case1(tiny, tmp_path, "separate", setting)
+    concat = run_case1(tiny, tmp_path, "concat", setting)
+    assert max_abs_diff(trainable_params(separate), trainable_params(concat)) < TOL
+    for a, b in zip(separate.state.log_history, concat.state.log_history, strict=True):
+        for key in ("task_loss", "align_loss", "loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5), key
+    plain = run_case1(tiny, tmp_path, "separate", "none")  # the setting changes the run (else nothing is tested)
+    assert max_abs_diff(trainable_params(plain), trainable_params(concat)) > 1e-4

@@ -13,7 +13,7 @@ import torch
 from peft import LoraConfig
 from safetensors.torch import load_file
 from tiny_models import StopAt, load_tiny, make_args, safety_prompt_completion, snapshot, task_messages, tiny_model_dir
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from safety_tradeoff.trainer import (
@@ -103,12 +103,13 @@ def test_resume_is_bit_identical(tiny, tmp_path, use_lora):
         # (`resume_from_checkpoint=True`: the latest checkpoint of output_dir, here a copy of checkpoint-2.)
         copy_dir = tmp_path / "copy"
         shutil.copytree(checkpoint, copy_dir / "checkpoint-2")
-        from_ckpt = build(tiny, str(copy_dir), model=AutoModelForCausalLM.from_pretrained(str(checkpoint)))
-        resumed_ckpt_theta0 = {k: v.clone() for k, v in from_ckpt._anchor.theta0.items()}
+        ckpt_model = AutoModelForCausalLM.from_pretrained(str(checkpoint))
+        ckpt_weights = {k: v.detach().clone() for k, v in ckpt_model.named_parameters()}
+        from_ckpt = build(tiny, str(copy_dir), model=ckpt_model)
         from_ckpt.train(resume_from_checkpoint=True)
         original, _ = load_tiny(tiny)
         original = dict(original.named_parameters())
-        moved = max(float((resumed_ckpt_theta0[k] - original[k].detach()).abs().max()) for k in original)
+        moved = max(float((ckpt_weights[k] - original[k].detach()).abs().max()) for k in original)
         assert moved > 0  # the checkpoint's weights are not θ₀
         for name, value in from_ckpt._anchor.theta0.items():
             assert torch.equal(value, original[name].detach())
@@ -146,3 +147,147 @@ def test_resume_without_ema_state_is_refused(tiny, tmp_path):
     os.remove(checkpoint / EMA_NAME)
     with pytest.raises(ValueError, match="no ema_state.pt"):
         build(tiny, str(tmp_path / "a")).train(resume_from_checkpoint=str(checkpoint))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Resuming with a changed config: follow the new config where that is well defined, else refuse naming the field
+# ---------------------------------------------------------------------------------------------------------------------
+def stopped_run(tiny, output_dir, **overrides):
+    """A run stopped after 2 steps (checkpoint-2 written), as `build` but with overrides."""
+    trainer = build_with(tiny, output_dir, callbacks=[StopAt(2)], **overrides)
+    trainer.train()
+    return trainer, os.path.join(output_dir, "checkpoint-2")
+
+
+def build_with(tiny, output_dir, callbacks=None, align_size=12, trainer_cls=SafeSFTTrainer, **overrides):
+    base, tok = load_tiny(tiny)
+    return trainer_cls(
+        model=base,
+        args=make_args(SafetySFTConfig, output_dir, **{**RESUME_ARGS, **overrides}),
+        train_dataset=task_messages(),
+        align_dataset=safety_prompt_completion(align_size),
+        processing_class=tok,
+        callbacks=callbacks,
+    )
+
+
+def logged(trainer, key):
+    return [r[key] for r in trainer.state.log_history if key in r]
+
+
+def test_fixed_lambda_of_the_config_wins_over_a_saved_dual_lambda(tiny, tmp_path, caplog):
+    part, checkpoint = stopped_run(tiny, str(tmp_path / "a"))
+    assert part.align_lambda != 0.5  # the dual variable moved
+    resumed = build_with(tiny, str(tmp_path / "a"), align_mode="penalty", align_lambda=0.3)
+    with caplog.at_level("WARNING"):
+        resumed.train(resume_from_checkpoint=checkpoint)
+    assert resumed.align_lambda == 0.3
+    assert logged(resumed, "align_lambda")[2:] == [pytest.approx(0.3)] * 3  # steps 3-5, after the resume
+    assert "`align_mode` changed from 'constraint' to 'penalty'" in caplog.text
+
+
+def test_changed_fixed_lambda_is_followed(tiny, tmp_path):
+    _, checkpoint = stopped_run(tiny, str(tmp_path / "a"), align_mode="penalty", align_lambda=0.5)
+    resumed = build_with(tiny, str(tmp_path / "a"), align_mode="penalty", align_lambda=0.2)
+    resumed.train(resume_from_checkpoint=checkpoint)
+    assert logged(resumed, "align_lambda")[2:] == [pytest.approx(0.2)] * 3
+
+
+class ParamsAfterStep(TrainerCallback):
+    """The trainable parameters after every optimizer step (EMA update included), by global step."""
+
+    def __init__(self):
+        self.after = {}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.after[state.global_step] = {n: p.detach().clone() for n, p in model.named_parameters()
+                                         if p.requires_grad}
+
+
+def test_changed_ema_beta_is_followed_from_the_saved_shadow(tiny, tmp_path, caplog):
+    _, checkpoint = stopped_run(tiny, str(tmp_path / "a"))
+    saved = torch.load(os.path.join(checkpoint, EMA_NAME), weights_only=True)
+    recorder = ParamsAfterStep()
+    resumed = build_with(tiny, str(tmp_path / "a"), callbacks=[recorder], ema_beta=0.4)
+    with caplog.at_level("WARNING"):
+        resumed.train(resume_from_checkpoint=checkpoint)
+    assert "`ema_beta` changed from 0.7 to 0.4" in caplog.text
+    expected = {n: v.double() for n, v in saved.items()}
+    for step in (3, 4, 5):
+        expected = {n: 0.4 * v + 0.6 * recorder.after[step][n].double() for n, v in expected.items()}
+    for name, value in resumed.ema_state_dict().items():
+        assert torch.allclose(value.double(), expected[name], atol=1e-6), name
+
+
+class ProxyRows(SafeSFTTrainer):
+    """Records the proxy examples trained on (token ids without padding), in order (instrumentation only)."""
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        out = super().get_batch_samples(epoch_iterator, num_batches, device)
+        for batch in self._align_queue:
+            for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
+                self.rows.append(tuple(ids[mask.bool()].tolist()))
+        return out
+
+
+def proxy_rows(tiny, output_dir, resume=None, **overrides):
+    trainer = build_with(tiny, output_dir, trainer_cls=ProxyRows, **overrides)
+    trainer.rows = []
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer.rows
+
+
+def test_changed_align_batch_size_continues_the_proxy_pass(tiny, tmp_path):
+    """4 proxy batches of 4 drawn (one pass of 12 and 4 examples into the next): resumed with batches of 2, the
+    proxy loader continues after those 4 examples, as the uninterrupted run does with batches of 4."""
+    reference = proxy_rows(tiny, str(tmp_path / "full"), align_batch_size=4)
+    _, checkpoint = stopped_run(tiny, str(tmp_path / "a"), align_batch_size=4)
+    resumed = proxy_rows(tiny, str(tmp_path / "a"), resume=checkpoint, align_batch_size=2)
+    drawn = 16  # 2 steps × GA 2 × batches of 4
+    assert len(resumed) == 3 * 2 * 2  # steps 3-5 × GA 2 × batches of 2
+    assert resumed == reference[drawn:drawn + len(resumed)]
+
+
+def test_align_batch_size_that_cannot_continue_the_pass_is_refused(tiny, tmp_path):
+    _, checkpoint = stopped_run(tiny, str(tmp_path / "a"), align_batch_size=4)
+    with pytest.raises(ValueError, match=r"`align_batch_size` changed from 4 to 3: the 4 proxy examples drawn"):
+        build_with(tiny, str(tmp_path / "a"), align_batch_size=3).train(resume_from_checkpoint=checkpoint)
+    # a fresh proxy pass is well defined
+    build_with(tiny, str(tmp_path / "a"), align_batch_size=3, ignore_data_skip=True).train(
+        resume_from_checkpoint=checkpoint)
+
+
+def test_checkpoint_from_a_newer_format_is_refused(tiny, tmp_path):
+    _, checkpoint = stopped_run(tiny, str(tmp_path / "a"))
+    path = os.path.join(checkpoint, STATE_NAME)
+    state = json.loads(open(path).read())
+    state["format_version"] = 99
+    with open(path, "w") as f:
+        json.dump(state, f)
+    with pytest.raises(ValueError, match=r"format_version 99, written by a newer safety-tradeoff"):
+        build_with(tiny, str(tmp_path / "a")).train(resume_from_checkpoint=checkpoint)
+
+
+def test_changed_lora_delta_is_refused(tiny, tmp_path):
+    peft = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    base, tok = load_tiny(tiny)
+    kw = dict(model=base, train_dataset=task_messages(), processing_class=tok, peft_config=peft)
+    trainer = ParamConstraintSFTTrainer(args=make_args(ParamConstraintConfig, str(tmp_path), max_steps=2,
+                                                       save_strategy="steps", save_steps=2, anchor_lambda=0.5), **kw)
+    trainer.train()
+    base, _ = load_tiny(tiny)
+    kw["model"] = base
+    again = ParamConstraintSFTTrainer(args=make_args(ParamConstraintConfig, str(tmp_path), max_steps=4,
+                                                     anchor_lambda=0.5, lora_delta="params"), **kw)
+    with pytest.raises(ValueError, match=r"`lora_delta` changed from 'merged' to 'params'"):
+        again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+
+
+@pytest.mark.parametrize("every", [3])
+def test_resume_mid_interval_of_a_sparse_ema_is_bit_identical(tiny, tmp_path, every):
+    full = build_with(tiny, str(tmp_path / "full"), ema_update_every=every)
+    full.train()
+    _, checkpoint = stopped_run(tiny, str(tmp_path / "a"), ema_update_every=every)  # step 2: one step pending
+    resumed = build_with(tiny, str(tmp_path / "a"), ema_update_every=every)
+    resumed.train(resume_from_checkpoint=checkpoint)
+    assert_identical(snapshot(full), snapshot(resumed))

@@ -258,3 +258,34 @@ def test_other_configs_are_converted(tiny, tmp_path):
     with pytest.warns(UserWarning, match=r"ignoring AlignmentLossConfig fields \['align_batch_size'"):
         EMASFTTrainer(model=model, args=make_args(AlignmentLossConfig, str(tmp_path)), train_dataset=task_messages(),
                       processing_class=tok)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (dict(label_smoothing_factor=0.1), r"does not support `label_smoothing_factor=0\.1`"),
+        (dict(compute_loss_func=True), r"does not support `compute_loss_func`"),
+    ],
+)
+def test_concat_forward_refuses_what_it_cannot_compute(tiny, tmp_path, setting, message):
+    model, tok = load_tiny(tiny)
+    extra = {}
+    if setting.pop("compute_loss_func", False):
+        extra["compute_loss_func"] = lambda outputs, labels, num_items_in_batch=None: outputs.logits.mean()
+    args = make_args(AlignmentLossConfig, str(tmp_path), align_forward="concat", **setting)
+    with pytest.raises(ValueError, match=message + r".*Use align_forward='separate'"):
+        AlignmentLossSFTTrainer(model=model, args=args, train_dataset=task_messages(),
+                                align_dataset=safety_prompt_completion(), processing_class=tok, **extra)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        (dict(anchor_active=True, anchor_mode="decoupled", deepspeed_stage=2), NotImplementedError,
+         r"anchor_mode='decoupled' edits the parameters in place"),
+        (dict(ema=True, offload=True, fsdp_version=2), NotImplementedError, r"anchor_offload/ema_offload"),
+    ],
+)
+def test_new_unsupported_distributed_setups(kwargs, exc, message):
+    with pytest.raises(exc, match=message):
+        check_distributed_support(**kwargs)

@@ -5,73 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 
 import torch
-from datasets import Dataset, IterableDataset
 from torch.utils.data import RandomSampler
-from trl.data_utils import is_conversational
 
 from .alignment_loss_config import AlignmentLossConfig, validate_alignment_loss_args
-from .base import SafetyTrainerBase, _dataset_sample, _format_name, check_chat_template
+from .base import SafetyTrainerBase
+from .checkpoint_state import changed_setting_error, note_followed
+from .concat_forward import check_concat_support, concat_forward_losses
+from .dataset_checks import dataset_sample, validate_align_dataset
 
 logger = logging.getLogger(__name__)
-
-
-def validate_align_dataset(align_dataset, task_sample, args, processing_class) -> None:
-    """Clear errors for a proxy (alignment) dataset that is unusable or would put the wrong tokens in the loss."""
-    if not isinstance(align_dataset, (Dataset, IterableDataset)):
-        raise TypeError(
-            f"`align_dataset` must be a `datasets.Dataset` or `IterableDataset`, got {type(align_dataset).__name__}."
-        )
-    if isinstance(align_dataset, Dataset) and len(align_dataset) == 0:
-        raise ValueError("`align_dataset` (the proxy safety dataset) is empty.")
-    sample = _dataset_sample(align_dataset)
-    if sample is None:
-        raise ValueError("`align_dataset` (the proxy safety dataset) is empty.")
-    columns = sorted(sample)
-    text_field = args.dataset_text_field
-    if "input_ids" in sample:
-        return  # pre-tokenised: trusted as is (labels, if present, decide the loss)
-    if ("prompt" in sample) != ("completion" in sample):
-        raise ValueError(
-            f"`align_dataset` has columns {columns}: a prompt-completion dataset needs both 'prompt' and "
-            "'completion'."
-        )
-    known = ("prompt" in sample) or ("messages" in sample) or ("conversations" in sample) or (text_field in sample)
-    if not known:
-        raise ValueError(
-            f"`align_dataset` has columns {columns}, none of which SFT can train on: expected 'messages', "
-            f"'prompt' + 'completion', '{text_field}' (`dataset_text_field`), or pre-tokenised 'input_ids'."
-        )
-    align_conv = is_conversational(sample)
-    if task_sample is not None and "input_ids" not in task_sample:
-        task_conv = is_conversational(task_sample)
-        if task_conv != align_conv:
-            raise ValueError(
-                f"The train dataset is {_format_name(task_sample)} but `align_dataset` is {_format_name(sample)}: the "
-                "alignment loss would be computed on text formatted differently from the task (with vs without the "
-                "chat template). Give both datasets in the same (conversational or plain-text) format."
-            )
-    check_chat_template(sample, processing_class, args, "align (proxy)")
-    is_prompt_completion = "prompt" in sample
-    if is_prompt_completion and args.completion_only_loss is False:
-        raise ValueError(
-            "`completion_only_loss=False` would put the prompts of the prompt-completion `align_dataset` (harmful "
-            "requests) in the alignment loss. Leave `completion_only_loss` unset (None) or set it to True."
-        )
-    if not is_prompt_completion and align_conv and not args.assistant_only_loss:
-        raise ValueError(
-            "`align_dataset` is a conversational 'messages' dataset but `assistant_only_loss=False`: the user turns "
-            "(harmful requests) would be trained on. Set `assistant_only_loss=True` (the chat template needs "
-            "{% generation %} markers) or give the proxy set as prompt-completion."
-        )
-    if not is_prompt_completion and not align_conv and task_sample is not None and "prompt" in task_sample:
-        warnings.warn(
-            "`align_dataset` is a plain language-modelling set: every token is in the alignment loss, while the "
-            "task set is prompt-completion (loss on completions only). Prefer a prompt-completion proxy set.",
-            stacklevel=3,
-        )
 
 
 class AlignmentLossMixin(SafetyTrainerBase):
@@ -98,6 +42,8 @@ class AlignmentLossMixin(SafetyTrainerBase):
         self._align_num_items = None
         self.align_dataset = self.prepare_align_dataset(align_dataset) if align_dataset is not None else None
         del self._align_raw
+        if self._align_active and a.align_forward == "concat":
+            check_concat_support(self)
 
     # ---- construction --------------------------------------------------------------------------------------------
     def _validate_inputs(self, args, train_dataset, eval_dataset, processing_class) -> None:
@@ -109,7 +55,7 @@ class AlignmentLossMixin(SafetyTrainerBase):
                 )
             return
         validate_alignment_loss_args(args)
-        sample = _dataset_sample(train_dataset) if train_dataset is not None else None
+        sample = dataset_sample(train_dataset) if train_dataset is not None else None
         validate_align_dataset(self._align_raw, sample, args, processing_class)
 
     def _distributed_features(self, args) -> dict:
@@ -125,7 +71,7 @@ class AlignmentLossMixin(SafetyTrainerBase):
             dataset = self._prepare_dataset(
                 dataset, self.processing_class, self.args, packing=False, formatting_func=None, dataset_name="align"
             )
-        if _dataset_sample(dataset) is None:
+        if dataset_sample(dataset) is None:
             raise ValueError(
                 "`align_dataset` has no example left after preparation: every example lost all its response tokens "
                 f"to truncation (max_length={self.args.max_length})."
@@ -204,7 +150,8 @@ class AlignmentLossMixin(SafetyTrainerBase):
             return super()._forward_losses(model, inputs, num_items_in_batch)
         align_inputs = self._prepare_inputs(self._align_queue.pop(0))
         if self.args.align_forward == "concat":
-            task_loss, align_loss = self._concat_forward_losses(model, inputs, align_inputs, num_items_in_batch)
+            task_loss, align_loss = concat_forward_losses(self, model, inputs, align_inputs, num_items_in_batch,
+                                                          self._align_num_items)
         else:
             task_loss = self._sft_compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
             # λ = 0 (constraint mode before the constraint binds): L_align is still needed for the dual update, but
@@ -222,34 +169,6 @@ class AlignmentLossMixin(SafetyTrainerBase):
         if align_loss is None:
             return task_loss
         return task_loss + self.align_lambda * align_loss.to(task_loss.dtype)
-
-    def _concat_forward_losses(self, model, task, align, num_items_in_batch):
-        """One forward over [task rows; proxy rows] right-padded to a common length, the loss split by rows.
-        Re-implements the part of `SFTTrainer.compute_loss` it replaces (loss and entropy/accuracy/token metrics)."""
-        if self.padding_free or "attention_mask" not in task or self.aux_loss_enabled:
-            raise NotImplementedError("align_forward='concat' supports padded, non-MoE batches only.")
-        pad_id = self._tokenizer.pad_token_id
-        length = max(task["input_ids"].shape[1], align["input_ids"].shape[1])
-        cat = {}
-        for key, value in (("input_ids", pad_id), ("labels", -100), ("attention_mask", 0)):
-            cat[key] = torch.cat(
-                [torch.nn.functional.pad(b[key], (0, length - b[key].shape[1]), value=value) for b in (task, align)]
-            )
-        outputs = model(**cat, use_cache=False, fused_lm_head=True)
-        rows = task["input_ids"].shape[0]
-        nll, mask = -outputs.log_probs, outputs.label_mask
-        task_loss = self._normalise(nll[:rows].sum(), mask[:rows].sum(), num_items_in_batch)
-        align_loss = self._normalise(nll[rows:].sum(), mask[rows:].sum(), self._align_num_items)
-        gather = self.accelerator.gather_for_metrics
-        num_valid = gather(mask[:rows].sum()).sum()
-        entropy = gather(outputs.entropy[:rows].detach().sum()).sum()
-        correct = gather(outputs.is_top1[:rows].sum()).sum()
-        metrics = self._metrics["train"]
-        metrics["entropy"].append((entropy / num_valid).item() if num_valid > 0 else 0.0)
-        metrics["mean_token_accuracy"].append((correct / num_valid).item() if num_valid > 0 else 0.0)
-        self._total_train_tokens += gather(task["attention_mask"].sum()).sum().item() // self._tp_size
-        metrics["num_tokens"] = [self._total_train_tokens]
-        return task_loss, align_loss
 
     # ---- dual ascent --------------------------------------------------------------------------------------------
     def _update_dual(self) -> None:
@@ -271,13 +190,18 @@ class AlignmentLossMixin(SafetyTrainerBase):
         self.align_lambda = lam
 
     # ---- checkpoint ---------------------------------------------------------------------------------------------
+    def _align_batch_size(self) -> int:
+        return self.args.align_batch_size or self._train_batch_size
+
     def _save_safety_state(self, checkpoint: str, state: dict) -> None:
         super()._save_safety_state(checkpoint, state)
         if self.align_dataset is not None:
             state["align"] = {
+                "mode": self.args.align_mode,
                 "lambda": self.align_lambda,
                 "epoch": self._align_epoch,
                 "batches_in_epoch": self._align_pos,
+                "batch_size": self._align_batch_size(),
             }
 
     def _load_safety_state(self, checkpoint: str, state: dict) -> None:
@@ -285,10 +209,7 @@ class AlignmentLossMixin(SafetyTrainerBase):
         if self.align_dataset is None:
             return
         saved = state.get("align")
-        if saved is not None:
-            self.align_lambda = float(saved["lambda"])
-            epoch, skip = int(saved["epoch"]), int(saved["batches_in_epoch"])
-        else:
+        if saved is None:
             if self.args.align_mode == "constraint":
                 raise ValueError(
                     f"Resuming from {checkpoint}, which has no saved dual variable λ (align_mode='constraint'). "
@@ -300,6 +221,9 @@ class AlignmentLossMixin(SafetyTrainerBase):
                 checkpoint,
                 skip,
             )
+        else:
+            self._restore_lambda(checkpoint, saved)
+            epoch, skip = int(saved["epoch"]), self._batches_to_skip(checkpoint, state, saved)
         if not self._align_active:
             return
         self._align_it = None
@@ -311,6 +235,43 @@ class AlignmentLossMixin(SafetyTrainerBase):
         self._align_epoch = epoch
         for _ in range(skip):
             self._next_align_batch()
+
+    def _restore_lambda(self, checkpoint: str, saved: dict) -> None:
+        """The dual variable is state (restored); a fixed λ is config (the config's value is used)."""
+        mode = self.args.align_mode
+        saved_mode = saved.get("mode", mode)  # format 1 did not record it: assume unchanged
+        if mode == "constraint" and saved_mode == "constraint":
+            self.align_lambda = float(saved["lambda"])
+        elif saved_mode != mode:
+            note_followed(checkpoint, "align_mode", saved_mode, mode,
+                          f"λ = align_lambda = {self.align_lambda} from the config "
+                          f"({'the dual ascent starts there' if mode == 'constraint' else 'fixed'}).")
+        elif float(saved["lambda"]) != self.align_lambda:
+            note_followed(checkpoint, "align_lambda", float(saved["lambda"]), self.align_lambda,
+                          "the fixed λ of the config is used.")
+
+    def _batches_to_skip(self, checkpoint: str, state: dict, saved: dict) -> int:
+        """Proxy batches of the current pass to replay. The position is saved in batches of the old per-device batch
+        size on the old world size; the examples consumed (batches × batch size × ranks, the same on every rank) are
+        converted to batches of the new setup when they divide evenly, else the resume is refused."""
+        batches = int(saved["batches_in_epoch"])
+        old_size, old_world = saved.get("batch_size"), state.get("world_size")
+        size, world = self._align_batch_size(), self.accelerator.num_processes
+        if old_size is None or old_world is None or (old_size, old_world) == (size, world):
+            return batches
+        consumed, per_batch = batches * old_size * old_world, size * world
+        if consumed % per_batch == 0 or self.args.ignore_data_skip:
+            note_followed(checkpoint, "align_batch_size × world size", f"{old_size} × {old_world}",
+                          f"{size} × {world}", f"the proxy loader resumes after the {consumed} examples drawn in "
+                          "this pass.")
+            return consumed // per_batch
+        field = "align_batch_size" if old_size != size else "world size"
+        raise changed_setting_error(checkpoint, field, old_size if old_size != size else old_world,
+                      size if old_size != size else world,
+                      f"the {consumed} proxy examples drawn in this pass are not a whole number of the new batches of "
+                      f"{size} × {world} ranks, so the proxy loader's position cannot be restored exactly.",
+                      "Set it back, choose a batch size that divides it, or set ignore_data_skip=True to start a fresh "
+                      "proxy pass.")
 
 
 class AlignmentLossSFTTrainer(AlignmentLossMixin):

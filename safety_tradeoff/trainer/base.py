@@ -2,6 +2,10 @@
 """Plumbing shared by the safety trainers: argument handling, input checks, the θ₀ anchor, per-step hooks, metrics,
 non-finite loss detection and the extra checkpoint state.
 
+The extra copies of the weights (θ₀, θ̄) are taken when training starts (`on_train_begin`, after `accelerator.prepare`
+has placed, cast or sharded the model, and after a resumed run loaded its checkpoint), from the checkpoint when
+resuming, from the live weights otherwise; each copy follows its parameter's device, dtype and FSDP2 sharding.
+
 `SafetyTrainerBase` orchestrates; the mixins (Case I, Case II, EMA) fill in hooks:
 
 | hook | called | implemented by |
@@ -12,6 +16,9 @@ non-finite loss detection and the extra checkpoint state.
 | `_update_dual`, `_project`, `_update_ema` | after `optimizer.step()`, in this order | Case I, Case II, EMA |
 | `_bind_training_state`, `_save_safety_state`, `_load_safety_state`, `_distance_metrics`, `_validate_inputs`, \
 `_distributed_features` | cooperative (each mixin calls `super()`) | all |
+
+`ddp_find_unused_parameters` is left to transformers (True unless activation checkpointing is on): models with
+parameters unused on some steps (MoE experts, unused towers) need it; dense models train faster with it set to False.
 
 Private TRL/transformers API used (pinned `trl==1.16.*`, `transformers==5.23.*`): `SFTTrainer._prepare_dataset`,
 `completion_only_loss`, `_skip_prepare_dataset`, `_metrics`, `_total_train_tokens`, `_tp_size`, `_tokenizer`,
@@ -25,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import logging
 import os
 import warnings
@@ -34,24 +40,26 @@ import torch
 from accelerate.utils import is_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback, TrainingArguments
-from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
-from trl.data_utils import is_conversational
 
-from .safety_sft_config import SafetySFTConfig
-from .utils import (
+from .anchor import ParameterAnchor
+from .checkpoint_state import (
     ANCHOR_NAME,
-    STATE_NAME,
-    NonFiniteLossError,
-    ParameterAnchor,
-    check_distributed_support,
-    find_lora_pairs,
-    trainable_named_parameters,
+    STATE_FORMAT_VERSION,
+    changed_setting_error,
+    read_state,
+    write_state,
 )
+from .dataset_checks import check_chat_template, dataset_sample
+from .distributed_support import check_distributed_support, engine_of
+from .errors import NonFiniteLossError
+from .lora_delta import find_lora_pairs
+from .placement import trainable_named_parameters
+from .safety_sft_config import SafetySFTConfig
+from .step_metrics import StepMetricsMixin
 
 logger = logging.getLogger(__name__)
-
-STATE_FORMAT_VERSION = 1
 
 
 class _SafetyStepCallback(TrainerCallback):
@@ -68,40 +76,7 @@ class _SafetyStepCallback(TrainerCallback):
         self.trainer._on_optimizer_step()
 
 
-def _dataset_sample(dataset):
-    try:
-        return next(iter(dataset))
-    except StopIteration:
-        return None
-
-
-def _format_name(sample: dict) -> str:
-    if "input_ids" in sample:
-        return "pre-tokenised"
-    kind = "conversational" if is_conversational(sample) else "plain-text"
-    if "prompt" in sample and "completion" in sample:
-        return f"{kind} prompt-completion"
-    if "messages" in sample or "conversations" in sample:
-        return f"{kind} 'messages'"
-    return f"{kind} language-modelling"
-
-
-def check_chat_template(sample, processing_class, args, dataset_name: str) -> None:
-    """A conversational dataset needs a chat template; say which dataset and how to fix it."""
-    if sample is None or args.chat_template_path is not None or processing_class is None:
-        return
-    if "input_ids" in sample or not is_conversational(sample):
-        return
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
-    if getattr(tokenizer, "chat_template", None) is None and getattr(processing_class, "chat_template", None) is None:
-        raise ValueError(
-            f"The {dataset_name} dataset is conversational ({_format_name(sample)}) but the tokenizer "
-            f"({type(tokenizer).__name__}) has no chat template. Set `tokenizer.chat_template` (or "
-            "`chat_template_path` in the config), or pass the dataset as plain text."
-        )
-
-
-class SafetyTrainerBase(SFTTrainer):
+class SafetyTrainerBase(StepMetricsMixin, SFTTrainer):
     """`SFTTrainer` with the plumbing of the safety mechanisms; use one of the concrete trainers."""
 
     config_class: type[SFTConfig] = SafetySFTConfig
@@ -119,10 +94,6 @@ class SafetyTrainerBase(SFTTrainer):
         for validate in self._validators:
             validate(args)
         self._warn_unused_fields(args)
-        # DDP: the default `find_unused_parameters=True` (without checkpointing) warns and costs an extra graph pass;
-        # every trainable parameter of a causal LM is used in each step.
-        if args.ddp_find_unused_parameters is None:
-            args.ddp_find_unused_parameters = False
         self._validate_inputs(args, params.get("train_dataset"), params.get("eval_dataset"),
                               params.get("processing_class"))
 
@@ -139,7 +110,7 @@ class SafetyTrainerBase(SFTTrainer):
 
         super().__init__(**params)
 
-        self._check_distributed(**self._distributed_features(args))
+        check_distributed_support(**engine_of(self), **self._distributed_features(args))
         self.add_callback(_SafetyStepCallback(self))
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -186,12 +157,12 @@ class SafetyTrainerBase(SFTTrainer):
     def _validate_inputs(self, args, train_dataset, eval_dataset, processing_class) -> None:
         """Checks on the datasets and tokenizer before `SFTTrainer.__init__` (cooperative: mixins extend it)."""
         if train_dataset is not None:
-            check_chat_template(_dataset_sample(train_dataset), processing_class, args, "train")
+            check_chat_template(dataset_sample(train_dataset), processing_class, args, "train")
         if isinstance(eval_dataset, dict):
             for key, ds in eval_dataset.items():
-                check_chat_template(_dataset_sample(ds), processing_class, args, f"eval '{key}'")
+                check_chat_template(dataset_sample(ds), processing_class, args, f"eval '{key}'")
         elif eval_dataset is not None:
-            check_chat_template(_dataset_sample(eval_dataset), processing_class, args, "eval")
+            check_chat_template(dataset_sample(eval_dataset), processing_class, args, "eval")
 
     def _distributed_features(self, args) -> dict:
         """Which mechanisms are on, for `check_distributed_support` (cooperative: mixins add their keys)."""
@@ -202,7 +173,7 @@ class SafetyTrainerBase(SFTTrainer):
         # dataset it prepares. Decide it per dataset instead, so that a prompt-completion eval or proxy set next to a
         # `messages` train set keeps its prompts out of the loss (they would otherwise be trained/evaluated on).
         saved = self.completion_only_loss
-        sample = _dataset_sample(dataset) if args.completion_only_loss is None else None
+        sample = dataset_sample(dataset) if args.completion_only_loss is None else None
         if sample is not None and "input_ids" not in sample:
             self.completion_only_loss = "prompt" in sample and "completion" in sample
         try:
@@ -211,40 +182,37 @@ class SafetyTrainerBase(SFTTrainer):
             self.completion_only_loss = saved
 
     def _ensure_anchor(self) -> None:
-        """Create θ₀ from the current trainable parameters (deferred to train start under FSDP)."""
-        if self._anchor is not None:
+        """Ask for θ₀ (taken when training starts, see `_bind_training_state`). A LoRA setup the merged-delta distance
+        cannot measure is refused here, before any training."""
+        if self._anchor_wanted:
             return
-        self._anchor_lora_merged = is_peft_model(self.model) and getattr(self.args, "lora_delta", "merged") == "merged"
         self._anchor_wanted = True
-        if not self.is_fsdp_enabled:  # FSDP2 replaces the parameters by DTensors in prepare(): snapshot after it
-            self._anchor = self._new_anchor()
+        self._anchor_lora_merged = is_peft_model(self.model) and getattr(self.args, "lora_delta", "merged") == "merged"
+        if self._anchor_lora_merged:
+            pairs = find_lora_pairs(self.model)
+            ParameterAnchor(trainable_named_parameters(self.model), pairs).warn_if_lora_not_at_base()
 
-    def _new_anchor(self) -> ParameterAnchor:
+    def _new_anchor(self, checkpoint: str | None) -> ParameterAnchor:
+        """θ₀ of the trainable parameters as placed now: from `checkpoint` when resuming, else their current values."""
         named = trainable_named_parameters(self.model)
         pairs = find_lora_pairs(self.model) if self._anchor_lora_merged else ()
         dtype_name = getattr(self.args, "anchor_dtype", "auto")
         dtype = None if dtype_name in (None, "auto") else getattr(torch, dtype_name)
-        return ParameterAnchor(named, pairs, dtype)
+        values = None
+        if checkpoint is not None:
+            values = lambda: self._read_anchor_file(checkpoint)  # noqa: E731 (only read if θ₀ has copies)
+        return ParameterAnchor(named, pairs, dtype, offload=bool(getattr(self.args, "anchor_offload", False)),
+                               values=values)
 
-    def _check_distributed(self, **features) -> None:
-        ds_stage = None
-        if self.is_deepspeed_enabled:
-            ds_stage = self.accelerator.state.deepspeed_plugin.zero_stage
-        fsdp_version = None
-        if self.is_fsdp_enabled:
-            fsdp_version = getattr(self.accelerator.state.fsdp_plugin, "fsdp_version", 1)
-        ckpt_kwargs = self.args.activation_checkpointing_kwargs or self.args.gradient_checkpointing_kwargs or {}
-        if isinstance(ckpt_kwargs, str):
-            ckpt_kwargs = json.loads(ckpt_kwargs)
-        reentrant = bool(self.args.activation_checkpointing) and bool(ckpt_kwargs.get("use_reentrant", False))
-        check_distributed_support(
-            deepspeed_stage=ds_stage,
-            fsdp_version=fsdp_version,
-            world_size=self.accelerator.num_processes,
-            reentrant_checkpointing=reentrant,
-            padding_free=bool(self.padding_free),
-            **features,
-        )
+    def _read_anchor_file(self, checkpoint: str) -> dict[str, torch.Tensor]:
+        path = os.path.join(checkpoint, ANCHOR_NAME)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"Resuming from {checkpoint}, which has no {ANCHOR_NAME} (θ₀). Taking θ₀ from the weights in memory "
+                "could anchor the constraint on the checkpoint itself instead of the aligned model. Resume from a "
+                "checkpoint written by a safety trainer with the anchor on, or start a new run from the aligned model."
+            )
+        return load_file(path)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Hooks (no-ops here; mixins override)
@@ -294,6 +262,12 @@ class SafetyTrainerBase(SFTTrainer):
         scaled = self._loss_is_scaled_for_ga(num_items_in_batch)
         return 1.0 / self.current_gradient_accumulation_steps if scaled else 1.0
 
+    def _loss_scale(self) -> float:
+        """The fp16 loss scale the gradients carry until the optimizer unscales them (1.0 without a grad scaler): a
+        term added to the gradients directly must carry it too, or it is divided by it at the step."""
+        scaler = getattr(self.accelerator, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
     def _metric_fraction(self, num_items_in_batch) -> float:
         """Factor turning a micro-batch loss term into its contribution to the step value."""
         scaled = self._loss_is_scaled_for_ga(num_items_in_batch)
@@ -307,7 +281,7 @@ class SafetyTrainerBase(SFTTrainer):
         loss = self._combine_alignment(task_loss, align_loss)
         penalty = self._loss_penalty()
         if penalty is not None:
-            loss = loss + self._per_step_scale(num_items_in_batch) * penalty.to(loss.dtype)
+            loss = loss + self._per_step_scale(num_items_in_batch) * penalty.to(device=loss.device, dtype=loss.dtype)
         self._check_finite(loss, task_loss=task_loss, align_loss=align_loss, penalty=penalty)
         self._add_step_metric("task_loss", task_loss.detach() * frac)
         if align_loss is not None:
@@ -352,49 +326,6 @@ class SafetyTrainerBase(SFTTrainer):
         )
 
     # ------------------------------------------------------------------------------------------------------------------
-    # Metrics: summed locally per logging window, reduced across ranks once per log
-    # ------------------------------------------------------------------------------------------------------------------
-    def _add_step_metric(self, name: str, value) -> None:
-        """Add a contribution to the current step's value of a metric (the window mean is logged)."""
-        value = torch.as_tensor(value, dtype=torch.float32, device=self.args.device).detach().reshape(())
-        current = self._window.get(name)
-        self._window[name] = value if current is None else current + value
-
-    def _set_log_metric(self, name: str, value) -> None:
-        """Record a value measured at the logging step itself (logged as is, not averaged over the window)."""
-        value = torch.as_tensor(value, dtype=torch.float32, device=self.args.device)
-        self._log_values[name] = value.detach().reshape(())
-
-    def _is_logging_step(self) -> bool:
-        """Whether the optimizer step in progress ends with a training log (`DefaultFlowCallback`'s rule), so that
-        values only logged can be computed on those steps alone."""
-        step, args = self.state.global_step + 1, self.args
-        if args.logging_strategy != IntervalStrategy.STEPS:
-            return True
-        return (args.logging_first_step and step == 1) or step % self.state.logging_steps == 0
-
-    def _flush_window_metrics(self) -> None:
-        window = {n: v / self._window_steps for n, v in self._window.items()} if self._window_steps > 0 else {}
-        window.update(self._log_values)
-        if window:
-            names = sorted(window)
-            values = torch.stack([window[n].to(self.args.device) for n in names])
-            if self.accelerator.num_processes > 1:  # one collective for all of them
-                values = self.accelerator.reduce(values, reduction="mean")
-            for name, value in zip(names, values.tolist(), strict=True):
-                self._metrics["train"][name].append(value)
-        self._window.clear()
-        self._log_values.clear()
-        self._window_steps = 0
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.model.training and "loss" in logs:  # a training log (every rank gets here: reductions are safe)
-            self._flush_window_metrics()
-            for name, value in self._distance_metrics().items():
-                self._metrics["train"][name].append(value)
-        super().log(logs, start_time)
-
-    # ------------------------------------------------------------------------------------------------------------------
     # Train start, checkpoint and resume
     # ------------------------------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
@@ -415,46 +346,45 @@ class SafetyTrainerBase(SFTTrainer):
         self._log_values.clear()
         self._window_steps = 0
         self._step_terms.clear()
-        self._bind_training_state()
-        self._resume_state = None
-        if self._resume_checkpoint is not None:
-            path = os.path.join(self._resume_checkpoint, STATE_NAME)
-            state = {}
-            if os.path.isfile(path):
-                with open(path) as f:
-                    state = json.load(f)
-            self._resume_state = state
-            self._load_safety_state(self._resume_checkpoint, state)
+        checkpoint = self._resume_checkpoint
+        self._resume_state = read_state(checkpoint) if checkpoint is not None else None
+        self._bind_training_state(checkpoint, self._resume_state)
+        if checkpoint is not None:
+            self._load_safety_state(checkpoint, self._resume_state)
 
-    def _bind_training_state(self) -> None:
-        """Pair the extra state with the (possibly re-created) live parameters after `accelerator.prepare`
-        (cooperative); runs before `_load_safety_state`."""
-        if self._anchor_wanted:
-            if self._anchor is None:  # FSDP: first snapshot after sharding (a checkpoint, if any, overrides it)
-                self._anchor = self._new_anchor()
+    def _bind_training_state(self, checkpoint: str | None, state: dict | None) -> None:
+        """Create the extra copies of the weights, or pair existing ones with the (possibly re-created) live parameters,
+        now that `accelerator.prepare` placed them (cooperative); from `checkpoint` when resuming (`state` is its JSON,
+        `{}` if absent). Runs before `_load_safety_state`."""
+        if not self._anchor_wanted:
+            return
+        if checkpoint is not None:
+            saved = (state or {}).get("anchor", {}).get("lora_delta")
+            current = getattr(self.args, "lora_delta", "merged") if is_peft_model(self.model) else None
+            if saved is not None and saved != current:
+                raise changed_setting_error(checkpoint, "lora_delta", saved, current,
+                              "θ₀ in the checkpoint measures another distance.",
+                              "Resume with the checkpoint's lora_delta or start a new run.")
+            self._anchor = self._new_anchor(checkpoint)
+        elif self._anchor is None:
+            self._anchor = self._new_anchor(None)
+        else:  # a further train() call on the same trainer
             self._anchor.bind(trainable_named_parameters(self.model))
 
     def _load_safety_state(self, checkpoint: str, state: dict) -> None:
-        """Restore the extra state from a checkpoint (cooperative). `state` is the JSON, `{}` if absent."""
-        if self._anchor is None or not self._anchor.theta0:
-            return
-        path = os.path.join(checkpoint, ANCHOR_NAME)
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"Resuming from {checkpoint}, which has no {ANCHOR_NAME} (θ₀). Taking θ₀ from the weights in memory "
-                "could anchor the constraint on the checkpoint itself instead of the aligned model. Resume from a "
-                "checkpoint written by a safety trainer with the anchor on, or start a new run from the aligned model."
-            )
-        self._anchor.load_state_dict(load_file(path))
+        """Restore the scalar state from a checkpoint and check it against the config (cooperative). `state` is the
+        JSON, `{}` if absent."""
 
     def _save_safety_state(self, checkpoint: str, state: dict) -> None:
-        """Write the extra tensors of a checkpoint and fill `state` for the JSON (cooperative; on every rank, only
-        `args.should_save` ranks write)."""
+        """Write the extra tensors of a checkpoint and fill `state` for the JSON (cooperative; on every rank: gathering
+        sharded tensors is a collective, but only the `args.should_save` rank copies them to host memory and writes)."""
         if self._anchor is None:
             return
-        state["anchor"] = {"num_tensors": len(self._anchor.theta0), "lora_merged_pairs": len(self._anchor.lora)}
+        lora_delta = getattr(self.args, "lora_delta", "merged") if is_peft_model(self.model) else None
+        state["anchor"] = {"num_tensors": len(self._anchor.theta0), "lora_merged_pairs": len(self._anchor.lora),
+                           "lora_delta": lora_delta, "dtype": str(self._anchor.dtype or "auto")}
         if self._anchor.theta0:
-            tensors = self._anchor.state_dict()  # collective under FSDP2
+            tensors = self._anchor.state_dict(write=self.args.should_save)
             if self.args.should_save:
                 save_file(tensors, os.path.join(checkpoint, ANCHOR_NAME), metadata={"format": "pt"})
 
@@ -464,9 +394,9 @@ class SafetyTrainerBase(SFTTrainer):
         checkpoint = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         if self.args.should_save:
             os.makedirs(checkpoint, exist_ok=True)
-        state = {"format_version": STATE_FORMAT_VERSION, "global_step": self.state.global_step}
+        state = {"format_version": STATE_FORMAT_VERSION, "global_step": self.state.global_step,
+                 "world_size": self.accelerator.num_processes}
         self._save_safety_state(checkpoint, state)
         if self.args.should_save:
-            with open(os.path.join(checkpoint, STATE_NAME), "w") as f:
-                json.dump(state, f, indent=2, sort_keys=True)
+            write_state(checkpoint, state)
         super()._save_checkpoint(model, trial)

@@ -18,8 +18,13 @@ class EMAConfig(SFTConfig):
 
     After every optimizer step (and after the Case II projection, when combined), `θ̄ ← β·θ̄ + (1 − β)·θ` on a shadow
     copy of the trainable parameters (the adapter weights with LoRA), kept in `ema_dtype` and initialised at θ₀, the
-    weights the trainer was built with. The shadow is saved in every checkpoint (`ema_state.pt`) and restored on
-    resume. By default evaluation and `save_model()` use θ̄; checkpoints always hold the live weights (to resume).
+    weights at the start of training. The shadow is saved in every checkpoint (`ema_state.pt`) and restored on
+    resume. By default evaluation, `save_model()`, `push_to_hub()` and the model loaded by `load_best_model_at_end` use
+    θ̄; checkpoints always hold the live weights (to resume).
+
+    With LoRA, θ̄ averages the adapter matrices A and B separately: the model evaluated and saved with θ̄ has the merged
+    delta `s·B̄·Ā`, which is not the average of the deltas `s·B·A` the run went through (they differ by the covariance
+    of B and A over the averaging window, small when the adapters move slowly over `1/(1 − β)` steps).
 
     All the parameters of [`~trl.SFTConfig`] are accepted. Using [`~transformers.HfArgumentParser`] (or
     [`~trl.TrlParser`]) this class can be filled from the command line or from a YAML file.
@@ -44,6 +49,14 @@ class EMAConfig(SFTConfig):
             Keep a copy of θ₀ to log `dist_to_theta0` (‖θ − θ₀‖) and `ema_dist_to_theta0` (‖θ̄ − θ₀‖) when no
             Case II anchor is active (with one, both are always logged). Costs one more copy of the trainable
             parameters, saved in checkpoints as `safety_anchor.safetensors`.
+        ema_offload (`bool`, *optional*, defaults to `False`):
+            Keep θ̄ in host memory (pinned) instead of beside the weights on the accelerator: saves one fp32 copy of
+            the trainable parameters of accelerator memory; each update copies the parameters to the host and
+            averages there (pair it with `ema_update_every` > 1). Not with FSDP (θ̄ is already sharded there).
+        ema_update_every (`int`, *optional*, defaults to `1`):
+            Update θ̄ every k optimizer steps with `θ̄ ← β^k·θ̄ + (1 − β^k)·θ` (the same decay per step, sampled every k
+            steps), to spread the cost of the update (and of the host transfer with `ema_offload`). Steps skipped by
+            the fp16 loss scaler do not count.
     """
 
     ema_beta: float | None = field(
@@ -77,6 +90,15 @@ class EMAConfig(SFTConfig):
         },
     )
 
+    ema_offload: bool = field(
+        default=False,
+        metadata={"help": "Keep θ̄ in (pinned) host memory; each update copies the parameters to the host."},
+    )
+    ema_update_every: int = field(
+        default=1,
+        metadata={"help": "Update θ̄ every k optimizer steps with β^k (k ≥ 1)."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         validate_ema_args(self)
@@ -89,6 +111,8 @@ def validate_ema_args(args) -> None:
         raise ValueError(f"`ema_beta` must be in [0, 1), got {beta}.")
     if args.ema_dtype not in EMA_DTYPES:
         raise ValueError(f"`ema_dtype` must be one of {EMA_DTYPES}, got {args.ema_dtype!r}.")
+    if not isinstance(args.ema_update_every, int) or args.ema_update_every < 1:
+        raise ValueError(f"`ema_update_every` must be an integer ≥ 1, got {args.ema_update_every!r}.")
     for name in ("ema_eval", "ema_save"):
         if getattr(args, name) not in EMA_USES:
             raise ValueError(f"`{name}` must be one of {EMA_USES}, got {getattr(args, name)!r}.")

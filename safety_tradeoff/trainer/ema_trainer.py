@@ -1,23 +1,38 @@
 # Copyright 2026 The safety-tradeoff authors. Licensed under the Apache License, Version 2.0.
-"""EMA of the weights in parameter space: θ̄ ← β·θ̄ + (1 − β)·θ after every optimizer step."""
+"""EMA of the weights in parameter space: θ̄ ← β·θ̄ + (1 − β)·θ after every optimizer step (or every k steps with β^k).
+
+θ̄ is used wherever the Trainer hands out "the model": `evaluate()`, `save_model()`, `push_to_hub()` (also the pushes
+of `push_to_hub=True` at each checkpoint) and the model kept by `load_best_model_at_end`, as `ema_eval`/`ema_save`
+say; checkpoints keep the live weights (to resume) plus θ̄ in `ema_state.pt`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 import torch
+from transformers.trainer_utils import HubStrategy
 
 from .base import SafetyTrainerBase
+from .checkpoint_state import EMA_NAME, note_followed
 from .ema_config import EMAConfig, validate_ema_args
-from .utils import EMA_NAME, _is_dtensor, like_param, to_full_tensor, trainable_named_parameters
+from .ema_shadow import EMAShadow
+from .placement import trainable_named_parameters
+
+logger = logging.getLogger(__name__)
+
+EMA_PUSH_DIR = "_ema_push"
+"""Folder under `output_dir` holding θ̄'s model files for the pushes made at each checkpoint (`push_to_hub=True`); the
+Trainer never uploads `_*` paths of `output_dir`."""
 
 
 class EMAMixin(SafetyTrainerBase):
-    """EMA of the trainable parameters (the adapter weights with LoRA) in an fp32 shadow, initialised at θ₀ and
-    updated after every optimizer step, after the Case II projection (so θ̄ averages feasible points). Evaluation and
-    `save_model()` swap θ̄ into the model in place (deep copies of an SFTTrainer model would evaluate the live
-    weights); checkpoints keep the live weights and add `ema_state.pt`.
+    """EMA of the trainable parameters (the adapter weights with LoRA) in an fp32 shadow, initialised at θ₀ when
+    training starts and updated after every optimizer step, after the Case II projection (so θ̄ averages feasible
+    points). Evaluation and saving swap θ̄ into the model in place (deep copies of an SFTTrainer model would evaluate
+    the live weights).
 
     Not TRL's `BEMACallback` (step-dependent β, full model copy, no resume, fails with LoRA) nor
     `torch.optim.swa_utils.AveragedModel` (deep copy); the update uses the same kernel as the latter's
@@ -31,98 +46,103 @@ class EMAMixin(SafetyTrainerBase):
         self.ema_beta = a.ema_beta
         self._ema_on = a.ema_beta is not None
         self._ema_dtype = getattr(torch, a.ema_dtype)
-        self._ema_names: list[str] | None = None
-        self._ema_shadow: list[torch.Tensor] | None = None
-        self._ema_params: list[torch.Tensor] | None = None
+        self._ema: EMAShadow | None = None
+        self._ema_pending = 0  # optimizer steps taken since θ̄ was last updated
         self._in_ema = False
-        if self._ema_on:
-            if a.ema_log_distances:
-                self._ensure_anchor()
-            if not self.is_fsdp_enabled:  # FSDP2: after sharding (see _bind_training_state)
-                self._init_shadow(trainable_named_parameters(self.model))
+        self._ema_for_internal_save = False  # save_model(_internal_call=True) writes θ̄ (Hub pushes)
+        if self._ema_on and a.ema_log_distances:
+            self._ensure_anchor()
 
     def _distributed_features(self, args) -> dict:
         features = super()._distributed_features(args)
         if args.ema_beta is not None:
             features["ema"] = True
+            features["offload"] = features.get("offload", False) or bool(args.ema_offload)
         return features
 
     # ---- state --------------------------------------------------------------------------------------------------
-    def _init_shadow(self, named) -> None:
-        self._ema_names = [n for n, _ in named]
-        self._ema_shadow = [p.detach().to(self._ema_dtype, copy=True) for _, p in named]
+    @property
+    def _ema_shadow(self) -> list[torch.Tensor] | None:
+        """θ̄'s tensors (aligned with the trainable parameters), None before training starts or without EMA."""
+        return None if self._ema is None else self._ema.shadow
 
-    def _bind_ema_params(self) -> None:
-        by_name = dict(trainable_named_parameters(self.model))
-        if set(by_name) != set(self._ema_names):
-            raise RuntimeError("The trainable parameters changed since the EMA shadow was created.")
-        self._ema_params = [by_name[n] for n in self._ema_names]
-
-    def _bind_training_state(self) -> None:
-        super()._bind_training_state()
+    def _bind_training_state(self, checkpoint: str | None, state: dict | None) -> None:
+        super()._bind_training_state(checkpoint, state)
         if not self._ema_on:
             return
-        if self._ema_shadow is None:
-            self._init_shadow(trainable_named_parameters(self.model))
-        self._bind_ema_params()
+        named = trainable_named_parameters(self.model)
+        if checkpoint is not None:
+            self._ema = self._new_shadow(named, self._read_ema_file(checkpoint))
+        elif self._ema is None:
+            self._ema = self._new_shadow(named, None)
+        else:  # a further train() call on the same trainer
+            self._ema.bind(named)
+
+    def _new_shadow(self, named, values) -> EMAShadow:
+        return EMAShadow(named, self._ema_dtype, offload=self.args.ema_offload, values=values)
+
+    @staticmethod
+    def _read_ema_file(checkpoint: str, purpose: str = "Resuming from") -> dict[str, torch.Tensor]:
+        path = os.path.join(checkpoint, EMA_NAME)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"{purpose} {checkpoint}, which has no {EMA_NAME}: restarting the EMA from the checkpoint weights "
+                "would silently change θ̄. Use a checkpoint written with the EMA on, or start a new run."
+            )
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     @property
     def ema_num_bytes(self) -> int:
-        return 0 if self._ema_shadow is None else sum(s.numel() * s.element_size() for s in self._ema_shadow)
+        return 0 if self._ema is None else self._ema.num_bytes
 
-    def ema_state_dict(self) -> dict[str, torch.Tensor]:
-        """θ̄ by parameter name, as full CPU tensors (a collective under FSDP2: call on every rank)."""
-        if self._ema_shadow is None:
-            return {}
-        return {n: to_full_tensor(s).detach().cpu().contiguous() for n, s in zip(self._ema_names, self._ema_shadow)}
+    def ema_state_dict(self, write: bool = True) -> dict[str, torch.Tensor] | None:
+        """θ̄ by parameter name, as full CPU tensors (`{}` before training starts); a collective under FSDP2 (call
+        on every rank); with `write=False` nothing is copied to host memory and None is returned."""
+        if self._ema is None:
+            return {} if write else None
+        return self._ema.state_dict(write)
 
     def _save_safety_state(self, checkpoint: str, state: dict) -> None:
         super()._save_safety_state(checkpoint, state)
-        if not self._ema_on or self._ema_shadow is None:
+        if self._ema is None:
             return
-        tensors = self.ema_state_dict()
-        state["ema"] = {"beta": self.ema_beta, "num_tensors": len(tensors)}
+        tensors = self.ema_state_dict(write=self.args.should_save)
+        state["ema"] = {"beta": self.ema_beta, "dtype": self.args.ema_dtype, "update_every": self.args.ema_update_every,
+                        "pending_steps": self._ema_pending, "num_tensors": len(self._ema.names)}
         if self.args.should_save:
             torch.save(tensors, os.path.join(checkpoint, EMA_NAME))
+        if self._pushes_checkpoints():  # θ̄'s model files for the push that follows (every rank: may be collective)
+            self._save_ema_for_push(os.path.join(self.args.output_dir, EMA_PUSH_DIR))
 
     def _load_safety_state(self, checkpoint: str, state: dict) -> None:
         super()._load_safety_state(checkpoint, state)
         if not self._ema_on:
             return
-        path = os.path.join(checkpoint, EMA_NAME)
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"Resuming from {checkpoint}, which has no {EMA_NAME}: restarting the EMA from the checkpoint weights "
-                "would silently change θ̄. Resume from a checkpoint written with the EMA on, or start a new run."
-            )
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if set(saved) != set(self._ema_names):
-            raise ValueError(f"{path} does not match the trainable parameters of the model.")
-        self._ema_shadow = [
-            like_param(saved[n], p, self._ema_dtype) for n, p in zip(self._ema_names, self._ema_params, strict=True)
-        ]
+        saved = state.get("ema") or {}
+        for field, current, consequence in (
+            ("ema_beta", self.ema_beta, "θ̄ continues from the checkpoint's shadow with the new decay"),
+            ("ema_dtype", self.args.ema_dtype, "the checkpoint's shadow was cast to the new dtype"),
+            ("ema_update_every", self.args.ema_update_every, "θ̄ is updated at the new interval from now on"),
+        ):
+            key = {"ema_beta": "beta", "ema_dtype": "dtype", "ema_update_every": "update_every"}[field]
+            if key in saved and saved[key] != current:
+                note_followed(checkpoint, field, saved[key], current, consequence)
+        self._ema_pending = int(saved.get("pending_steps", 0))
 
     # ---- update -------------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def _update_ema(self) -> None:
         super()._update_ema()
         if not self._ema_on:
             return
-        weight = 1.0 - self.ema_beta
-        fast_s, fast_p = [], []
-        for s, p in zip(self._ema_shadow, self._ema_params, strict=True):
-            if s.dtype == p.dtype and not _is_dtensor(p):
-                fast_s.append(s)
-                fast_p.append(p.detach())
-            else:  # one temporary at a time instead of an upcast copy of every parameter
-                s.lerp_(p.detach().to(s.dtype), weight)
-        if fast_s:
-            torch._foreach_lerp_(fast_s, fast_p, weight)
+        self._ema_pending += 1  # skipped fp16 steps never get here: they do not count
+        if self._ema_pending >= self.args.ema_update_every:
+            self._ema.update(1.0 - self.ema_beta ** self._ema_pending)
+            self._ema_pending = 0
 
     def _distance_metrics(self) -> dict[str, float]:
         metrics = super()._distance_metrics()
-        if self._ema_on and self._anchor is not None and self._ema_shadow is not None:
-            by_name = dict(zip(self._ema_names, self._ema_shadow, strict=True))
+        if self._ema is not None and self._anchor is not None:
+            by_name = dict(zip(self._ema.names, self._ema.shadow, strict=True))
             tensors = [by_name[n] for n in self._anchor.names]
             metrics["ema_dist_to_theta0"] = float(self._anchor.sq_dist(tensors).sqrt())
         return metrics
@@ -130,28 +150,21 @@ class EMAMixin(SafetyTrainerBase):
     # ---- use of θ̄ ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def ema_weights(self):
-        """Temporarily load θ̄ into the model's trainable parameters (one transient copy of them); the live weights
-        are restored bit for bit on exit. A no-op without EMA."""
-        if not self._ema_on or self._ema_shadow is None or self._in_ema:
+        """Temporarily load θ̄ into the model's trainable parameters (one transient copy of them, in host memory with
+        `ema_offload`); the live weights are restored bit for bit on exit. A no-op without EMA."""
+        if self._ema is None or self._in_ema:
             yield
             return
-        if self._ema_params is None:
-            self._bind_ema_params()
-        with torch.no_grad():
-            backup = [p.detach().clone() for p in self._ema_params]
-            for p, s in zip(self._ema_params, self._ema_shadow, strict=True):
-                p.copy_(s)
+        backup = self._ema.swap_in()
         self._in_ema = True
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, b in zip(self._ema_params, backup, strict=True):
-                    p.copy_(b)
+            self._ema.restore(backup)
             self._in_ema = False
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        use = self.args.ema_eval if self._ema_on and self._ema_shadow is not None else "live"
+        use = self.args.ema_eval if self._ema is not None else "live"
         if use == "live" or self._in_ema:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         if use == "ema":
@@ -167,15 +180,61 @@ class EMAMixin(SafetyTrainerBase):
         return metrics
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        use = self.args.ema_save if self._ema_on and self._ema_shadow is not None else "live"
-        # Checkpoints (`_internal_call=True`) keep the live weights, needed to resume; θ̄ goes to ema_state.pt.
-        if _internal_call or use == "live" or self._in_ema:
+        use = self.args.ema_save if self._ema is not None else "live"
+        # Checkpoints (`_internal_call=True`) keep the live weights, needed to resume; θ̄ goes to ema_state.pt. The
+        # Hub pushes also call it with `_internal_call=True`: they set `_ema_for_internal_save`.
+        if use == "live" or self._in_ema or (_internal_call and not self._ema_for_internal_save):
             return super().save_model(output_dir, _internal_call)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if use == "both":
-            super().save_model(os.path.join(output_dir, "live"), _internal_call)
+            super().save_model(os.path.join(output_dir, "live"), _internal_call=True)  # no push for this copy
         with self.ema_weights():
             super().save_model(output_dir, _internal_call)
+
+    # ---- Hub ----------------------------------------------------------------------------------------------------
+    def push_to_hub(self, *args, **kwargs):
+        """`Trainer.push_to_hub`, uploading the weights `ema_save` names (θ̄ by default; with "both" θ̄ at the root
+        and θ in `live/`)."""
+        saved, self._ema_for_internal_save = self._ema_for_internal_save, True
+        try:
+            return super().push_to_hub(*args, **kwargs)
+        finally:
+            self._ema_for_internal_save = saved
+
+    def _pushes_checkpoints(self) -> bool:
+        """Whether each checkpoint is pushed (`push_to_hub=True`, `hub_strategy` other than "end") with θ̄ to upload."""
+        return (self._ema is not None and self.args.ema_save != "live" and self.args.push_to_hub
+                and self.args.hub_strategy != HubStrategy.END)
+
+    def _save_ema_for_push(self, folder: str) -> None:
+        saved, self._ema_for_internal_save = self._ema_for_internal_save, True
+        try:
+            self.save_model(folder, _internal_call=True)
+        finally:
+            self._ema_for_internal_save = saved
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # Transformers copies the model files of the folder it is given into output_dir and uploads output_dir (and,
+        # with hub_strategy "checkpoint"/"all_checkpoints", that folder as the checkpoint). Give it θ̄'s model files,
+        # and upload the real checkpoint (live weights + ema_state.pt, to resume from) here.
+        if not self._pushes_checkpoints():
+            return super()._push_from_checkpoint(checkpoint_folder)
+        from .hub_push import push_checkpoint_with_model_from
+
+        push_checkpoint_with_model_from(self, checkpoint_folder, os.path.join(self.args.output_dir, EMA_PUSH_DIR),
+                                        super()._push_from_checkpoint)
+
+    # ---- best model ---------------------------------------------------------------------------------------------
+    def _load_best_model(self) -> None:
+        # The Trainer loads the best checkpoint's live weights; θ̄ (on whose metrics that checkpoint may have been
+        # chosen, with ema_eval="ema") is restored from the same checkpoint, so evaluate/save_model use its θ̄.
+        super()._load_best_model()
+        if self._ema is None:
+            return
+        best = self.state.best_model_checkpoint
+        values = self._read_ema_file(best, purpose="load_best_model_at_end: the best checkpoint is")
+        self._ema = self._new_shadow(trainable_named_parameters(self.model), values)
+        self._ema_pending = 0
 
 
 class EMASFTTrainer(EMAMixin):

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from transformers import TrainerCallback
+import torch.distributed as dist
+from transformers import Trainer, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +20,10 @@ class LmEvalCallback(TrainerCallback):
     `lm_eval/<task>/<metric>` (`lm_eval_ema/...` for θ̄ when the trainer has an EMA).
 
     Runs on the main process only, through `HFLM` on the in-memory model, so it suits one device and DDP (where
-    every rank holds the full model). Under FSDP or DeepSpeed ZeRO-3 the parameters are sharded and `HFLM` cannot
+    every rank holds the full model). Every rank reaches the evaluation point (the end of an optimizer step); the
+    other ranks then wait for the main process in a barrier of their own (a gloo group with `barrier_timeout_s`),
+    not in the next training collective, whose timeout (`ddp_timeout`) a long evaluation would exceed. Under FSDP or
+    DeepSpeed ZeRO-3 the parameters are sharded and `HFLM` cannot
     generate from one rank: the callback then warns once and does nothing; evaluate saved checkpoints with
     `lm_eval` in a separate process instead. lm-eval's request cache is never used (it is keyed on requests, not
     weights).
@@ -38,11 +43,12 @@ class LmEvalCallback(TrainerCallback):
         limit: Documents per task (lm-eval's `limit`), to keep evaluation cheap during training.
         metadata: Task metadata (e.g. `{"toy_world": ...}` or Hub-set paths); the tokenizer is added.
         apply_chat_template: Evaluate through the chat template (what the safety tasks are meant for).
+        barrier_timeout_s: How long the other ranks wait for the main process's evaluation (multi-process runs).
     """
 
     def __init__(self, trainer, tasks: Sequence[str], every_n_steps: int | None = None, batch_size: int = 32,
                  limit: int | float | None = None, metadata: dict[str, Any] | None = None,
-                 apply_chat_template: bool = True):
+                 apply_chat_template: bool = True, barrier_timeout_s: float = 6 * 3600):
         from ..task_manager import task_manager
 
         if every_n_steps is not None and every_n_steps <= 0:
@@ -56,6 +62,8 @@ class LmEvalCallback(TrainerCallback):
         meta = {**(metadata or {}), "tokenizer": trainer.processing_class}
         self.manager = task_manager(self.tasks, meta, what="LmEvalCallback tasks")  # unknown names: ValueError
         self._warned = False
+        self.barrier_timeout_s = barrier_timeout_s
+        self._group = None  # the gloo group the other ranks wait in (created on first use, by every rank)
 
     def _sharded(self) -> bool:
         t = self.trainer
@@ -87,14 +95,38 @@ class LmEvalCallback(TrainerCallback):
                                "with lm_eval in a separate process instead")
                 self._warned = True
             return
-        if not state.is_world_process_zero:
-            return
+        try:
+            if state.is_world_process_zero:
+                self._log(self._evaluate_live_and_ema())
+        finally:
+            self._wait_for_main_process()
+
+    def _evaluate_live_and_ema(self) -> dict[str, float]:
         logs = {f"lm_eval/{k}": v for k, v in self._evaluate().items()}
         ema = getattr(self.trainer, "ema_weights", None)
         if ema is not None and getattr(self.trainer, "_ema_shadow", None) is not None:
             with ema():
                 logs.update({f"lm_eval_ema/{k}": v for k, v in self._evaluate().items()})
-        self.trainer.log(logs)
+        return logs
+
+    def _log(self, logs: dict[str, float]) -> None:
+        # `Trainer.log` itself, not the trainer's: SFTTrainer's `log` would add the train metrics it has pending for
+        # the next training log (entropy, token accuracy, ...) to this record and clear them. And logging resets
+        # `control.should_log`, which would cancel the training log of this step (on the main process only: the
+        # other ranks would then enter that log's reduction alone); it is kept as it was.
+        control = self.trainer.control
+        should_log = control.should_log
+        try:
+            Trainer.log(self.trainer, logs)
+        finally:
+            control.should_log = should_log
+
+    def _wait_for_main_process(self) -> None:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        if self._group is None:
+            self._group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=self.barrier_timeout_s))
+        dist.barrier(group=self._group)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.every_n_steps and state.global_step % self.every_n_steps == 0 and state.global_step < state.max_steps:
