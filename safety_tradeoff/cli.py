@@ -74,6 +74,16 @@ def _world_config(args: argparse.Namespace):
         raise UserError(str(err)) from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _console():
     from rich.console import Console
 
@@ -143,7 +153,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             check_judge_reachable(sweep.eval.judge, here=args.executor == "local")
     except (SweepConfigError, ValueError) as err:
         raise UserError(str(err)) from None
-    records = run_sweep(sweep, args.results, executor=args.executor, executor_options=options,
+    records = run_sweep(sweep, args.results, executor=args.executor, executor_options=options, jobs=args.jobs,
                         keep_checkpoints=args.keep_checkpoints, log=lambda m: _console().print(m))
     failed = [r for r in records if not r.ok]
     _console().print(f"{len(records) - len(failed)} run(s) finished, {len(failed)} failed; results in {args.results}")
@@ -381,11 +391,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
     out = Path(args.out or DEMO_OUT[args.world])
     sweep, recipe = demo_config(world=args.world, seeds=args.seeds, steps=args.steps)
     _console().print(f"demo: {args.world} sweep {recipe.name} with {args.seeds} seed(s); results in {out}")
-    run_sweep(sweep, out / "results.jsonl", log=lambda m: _console().print(m))
+    run_sweep(sweep, out / "results.jsonl", log=lambda m: _console().print(m), jobs=args.jobs or default_jobs())
     _report([str(out / "results.jsonl")], str(out / "report"), sft_name="plain SFT")  # not the low-overlap one
 
 
 DEMO_OUT = {"toy": "safety_tradeoff_demo", "smollm2": "safety_tradeoff_demo_smollm2"}
+
+
+def default_jobs() -> int:
+    """Runs at a time for the demo: two one-thread runs on a CPU with at least 2 cores (more work per
+    minute than one two-thread run, bench/bench_parallel_runs.py), one on a GPU machine."""
+    import torch
+
+    return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
 
 
 def _add_world_args(p: argparse.ArgumentParser) -> None:
@@ -414,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "project's English safety data (about 20-30 minutes on 2 CPU cores)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (each seed is its own world)")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps per run (default: the recipe's)")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="runs at a time (default: 2 on a CPU with 2+ cores, else 1)")
     p.add_argument("--out", default=None, help="output folder (results.jsonl, report/); default "
                    + ", ".join(f"{v} ({k})" for k, v in DEMO_OUT.items()))
     p.set_defaults(func=cmd_demo)
@@ -430,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor-option", action="append", metavar="KEY=VALUE",
                    help="submitit parameters, e.g. cluster=slurm, slurm_partition=gpu, gpus_per_node=1")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's saved model")
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="local executor: runs at a time, in worker processes sharing the CPU threads (default 1)")
     p.add_argument("--report", metavar="DIR", help="also write the report to DIR when done")
     p.set_defaults(func=cmd_sweep)
 

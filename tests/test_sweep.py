@@ -131,6 +131,14 @@ def test_kill_and_rerun_skips_finished_runs(tmp_path, toy_env):
     assert all("harmful_rate" in r.metrics and "task_accuracy" in r.metrics for r in latest.values() if r.ok)
 
 
+def test_jobs_must_be_positive(tmp_path):
+    from safety_tradeoff.sweep import run_sweep
+
+    with pytest.raises(ValueError, match="jobs must be a positive integer, got 0"):
+        run_sweep(SweepConfig.from_dict(sweep_dict()), tmp_path / "r.jsonl", jobs=0, log=lambda m: None)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
 def test_submitit_local_executor(tmp_path, toy_env):
     pytest.importorskip("submitit")
     from safety_tradeoff.sweep import run_sweep
@@ -145,14 +153,16 @@ def test_submitit_local_executor(tmp_path, toy_env):
 
 @pytest.mark.slow
 def test_small_demo_shows_the_tradeoffs(tmp_path, toy_env):
-    """The demo's claims, on a small version of it (world seed 0, 150 steps)."""
+    """The demo's claims, on a small version of it (world seed 0, 150 steps), two runs at a time as the demo
+    runs them (worker processes, one thread each)."""
     from safety_tradeoff.sweep import run_sweep
 
     config = SweepConfig.from_dict(sweep_dict(methods=[
         {"method": "case1", "proxy": ["near", "far"], "align_lambda": 0.1},
         {"method": "case2", "anchor_lambda": [0.01, 3.0]},
         {"method": "ema", "ema_beta": [0.98, 0.995]}]))
-    records = {r.name: r.metrics for r in run_sweep(config, tmp_path / "r.jsonl", log=lambda m: None)}
+    records = {r.name: r.metrics for r in run_sweep(config, tmp_path / "r.jsonl", log=lambda m: None, jobs=2)}
+    assert len(ResultsStore(tmp_path / "r.jsonl").finished()) == len(records) == 8
     aligned, sft = records["aligned θ₀"], records["plain SFT"]
     near, far = records["Case I near λ=0.1"], records["Case I far λ=0.1"]
     assert sft["harmful_rate"] >= aligned["harmful_rate"] + 0.5, (aligned, sft)

@@ -37,10 +37,10 @@ class RealDataSizes:
     align: int = 800
     proxy: int = 300
     task: int = 600
-    task_eval: int = 100
-    harmful_eval_per_category: int = 15
-    harmful_far_eval: int = 40
-    benign_eval: int = 60
+    task_eval: int = 50                # evaluation sets sized for a 2-core CPU: ~230 greedy generations per model
+    harmful_eval_per_category: int = 10
+    harmful_far_eval: int = 24
+    benign_eval: int = 30
     harm_frac_align: float = 0.3       # refusals in D_s; the rest is benign traffic answered helpfully
     overlap_frac: float = 0.35         # high-overlap task mix: how-to requests phrased like harmful ones
     general_frac: float = 0.15         # both task mixes: simple facts (kept skills)
