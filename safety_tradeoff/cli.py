@@ -151,6 +151,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             from .judges import check_judge_reachable
 
             check_judge_reachable(sweep.eval.judge, here=args.executor == "local")
+        from .sweep import check_chat_templates
+
+        check_chat_templates(sweep)
     except (SweepConfigError, ValueError) as err:
         raise UserError(str(err)) from None
     records = run_sweep(sweep, args.results, executor=args.executor, executor_options=options, jobs=args.jobs,

@@ -213,6 +213,7 @@ def run_sweep(sweep: SweepConfig, results: str | Path, workdir: str | Path | Non
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     store = ResultsStore(results)
+    check_chat_templates(sweep)
     runs = sweep.expand()
     finished = store.finished()
     todo = [r for r in runs if r.run_id(sweep) not in finished]
@@ -235,6 +236,26 @@ def run_sweep(sweep: SweepConfig, results: str | Path, workdir: str | Path | Non
             _done(record, store, records, bar)
             bar.advance(task)
     return records
+
+
+def check_chat_templates(sweep: SweepConfig) -> None:
+    """With `eval.apply_chat_template` (the default), every seed's base model must have a chat template: the
+    safety tasks would refuse it only after the first run's training. Prepares the base models (worlds are
+    built here, which the first run would do anyway)."""
+    from transformers import AutoTokenizer
+
+    from .data import resolve_model
+    from .sweep_config import SweepConfigError
+
+    if not sweep.eval.apply_chat_template:
+        return
+    for seed in sweep.seeds:
+        base = resolve_model(_expand_seed(sweep.base_model, seed))
+        if not getattr(AutoTokenizer.from_pretrained(base), "chat_template", None):
+            raise SweepConfigError(
+                f"eval.apply_chat_template: the tokenizer of base_model {base} has no chat template, so the safety "
+                "tasks cannot run it as a chat model; give a chat model, add a template to its tokenizer, or set "
+                "eval.apply_chat_template: false (plain prompts)")
 
 
 def _progress():

@@ -173,3 +173,24 @@ def test_small_demo_shows_the_tradeoffs(tmp_path, toy_env):
         assert s["harmful_rate"] <= w["harmful_rate"] and s["task_accuracy"] <= w["task_accuracy"], (w, s)
         assert s["alignment_nll"] < w["alignment_nll"], (w, s)
     assert records["Case II λ=3"]["dist_to_theta0"] < records["Case II λ=0.01"]["dist_to_theta0"]
+
+
+def test_base_model_without_chat_template_is_refused_before_training(tmp_path):
+    """The safety tasks run chat models through their template: a template-less base model is refused up front,
+    naming the setting, not after the first run's training."""
+    import torch
+    from tiny_models import build_tokenizer, tiny_llama_config
+    from transformers import LlamaForCausalLM
+
+    from safety_tradeoff.sweep import run_sweep
+
+    base = tmp_path / "plain-lm"
+    tok = build_tokenizer(chat_template=None)
+    tok.save_pretrained(base)
+    torch.manual_seed(0)
+    LlamaForCausalLM(tiny_llama_config(tok)).save_pretrained(base)
+    config = SweepConfig.from_dict(sweep_dict(base_model=str(base), methods=[{"method": "ema", "ema_beta": 0.9}]))
+    with pytest.raises(SweepConfigError, match=r"eval.apply_chat_template: the tokenizer of base_model .*plain-lm has "
+                                               r"no chat template"):
+        run_sweep(config, tmp_path / "r.jsonl", log=lambda m: None)
+    assert not (tmp_path / "r.jsonl").exists()

@@ -287,7 +287,15 @@ def _check_numbers(threshold: Any, batch_size: Any, max_response_tokens: Any) ->
 
 def _judge_ref(model: str | Path) -> str:
     """What transformers loads: a local folder as an absolute path, else the Hub id as given. JudgeError for
-    a path that is not a model folder (absolute, ./ ../ ~ or existing, but no folder with config.json)."""
+    a path that is not a model folder (absolute, ./ ../ ~ or existing, but no folder with config.json).
+    The project's model names (`smollm2`, `smollm2:aligned`, `toyworld:aligned`, a `.gguf` file) are
+    prepared first, as everywhere else (:func:`safety_tradeoff.data.resolve_model`)."""
+    from ..data import DataSpecError, resolve_model
+
+    try:
+        model = resolve_model(str(model))
+    except DataSpecError as err:
+        raise JudgeError(str(err)) from None
     path = Path(str(model)).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
