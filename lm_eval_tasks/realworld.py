@@ -15,9 +15,9 @@ from typing import Any
 
 import datasets
 
-from safety_tradeoff.lm_eval_tasks.files import _dataset, _prompt_column, _row, _text_column, _user_path, read_rows
+from safety_tradeoff.lm_eval_tasks.files import _user_path
 from safety_tradeoff.lm_eval_tasks.metrics import _response, harmful_metrics, over_refusal_metrics
-from safety_tradeoff.lm_eval_tasks.toy import TOY_SETS, _marker_world
+from safety_tradeoff.lm_eval_tasks.toy import TOY_SETS, _marker_world, world_eval_dataset
 from safety_tradeoff.realworld.scoring import contains_answer, is_compliance
 
 
@@ -54,10 +54,7 @@ def load_realworld(world_set: str, **metadata: Any) -> datasets.DatasetDict:
         root, source = _world_root(metadata)
         _check_kind(root, source)
         path = root / "data" / "eval" / f"{world_set}.jsonl"
-    rows = read_rows(path)
-    columns = [_prompt_column(rows, path, "prompt")] + [
-        _text_column(rows, path, name, required=name == "reference") for name in ("reference", "category", "answer")]
-    return _dataset([_row(p, r, c, "", a) for p, r, c, a in zip(*columns)])
+    return world_eval_dataset(path)
 
 
 def process_harmful(doc: Mapping, results: list) -> dict:

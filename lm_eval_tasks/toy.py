@@ -80,6 +80,12 @@ def load_toy(toy_set: str, **metadata: Any) -> datasets.DatasetDict:
         if not path.is_file():
             raise ValueError(f"{path}: file not found; {root} (from {source}) is not a built toy world")
     _log_once(f"safety_tradeoff_toy {toy_set}: {path} (from {source})")
+    return world_eval_dataset(path)
+
+
+def world_eval_dataset(path: Path) -> datasets.DatasetDict:
+    """A world's evaluation file (rows ``prompt``, ``reference``, optional ``category``/``answer``) as the
+    tasks' one ``test`` split; shared by the toy and the real-model world's tasks."""
     rows = read_rows(path)
     prompts = _prompt_column(rows, path, "prompt")
     refs = _text_column(rows, path, "reference")

@@ -57,18 +57,25 @@ def _real_world(seed: int, aligned: bool):
 
 def resolve_model(name: str) -> str:
     """A model name or folder for `from_pretrained`: ``toyworld:aligned`` / ``smollm2:aligned`` become the
-    built folders, ``smollm2`` the prepared chat model, a ``.gguf`` file its dequantised folder."""
-    from .named_models import NAMED_MODELS, ModelSourceError, model_folder
+    built folders, ``smollm2`` the prepared chat model, a ``.gguf`` file its dequantised folder; anything
+    else (a Hub id, a folder) is returned as given."""
+    from .named_models import ModelSourceError
 
     try:
-        if name in NAMED_MODELS:
-            return str(model_folder(name, progress=_progress)[0])
-        if name.endswith(".gguf"):
-            from .gguf_models import gguf_folder
-
-            return str(gguf_folder(Path(name), progress=_progress))
+        return _resolve_model(name)
     except ModelSourceError as err:
-        raise DataSpecError(str(err)) from None
+        raise DataSpecError(f"{name!r}: {err}") from None
+
+
+def _resolve_model(name: str) -> str:
+    from .named_models import NAMED_MODELS, model_folder
+
+    if name in NAMED_MODELS:
+        return str(model_folder(name, progress=_progress)[0])
+    if name.endswith(".gguf"):
+        from .gguf_models import gguf_folder
+
+        return str(gguf_folder(Path(name), progress=_progress))
     match = _WORLD.match(name)
     if not match:
         return name
@@ -77,17 +84,13 @@ def resolve_model(name: str) -> str:
         raise DataSpecError(f"{name!r}: world models are '{match['world']}:aligned' and '{match['world']}:base'")
     if match["world"] == "toyworld":
         world = _toy_world(seed)
-    else:
-        try:
-            world = _real_world(seed, aligned=stage == "aligned")
-        except ModelSourceError as err:
-            raise DataSpecError(f"{name!r}: {err}") from None
-        if stage == "base":
-            from .realworld import RealWorldConfig
+        return str(world.aligned_dir if stage == "aligned" else world.base_dir)
+    if stage == "base":  # the real-model world's base: its named model, from the world's source
+        from .realworld import RealWorldConfig
 
-            config = RealWorldConfig(seed=seed)
-            return str(model_folder(config.base_model, source=config.model_source, progress=_progress)[0])
-    return str(world.aligned_dir if stage == "aligned" else world.base_dir)
+        config = RealWorldConfig(seed=seed)
+        return str(model_folder(config.base_model, source=config.model_source, progress=_progress)[0])
+    return str(_real_world(seed, aligned=True).aligned_dir)
 
 
 def load_dataset_spec(spec: str, config: str | None = None, split: str = "train",

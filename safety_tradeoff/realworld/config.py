@@ -40,7 +40,7 @@ class RealWorldConfig:
     model_source: str = "gguf"
     sizes: RealDataSizes = field(default_factory=RealDataSizes)
     align_steps: int = 60
-    align_lr: float = 5e-5
+    align_lr: float = 1e-4
     batch_size: int = 8
     max_length: int = 256
 

@@ -41,7 +41,7 @@ class RealDataSizes:
     harmful_eval_per_category: int = 10
     harmful_far_eval: int = 24
     benign_eval: int = 30
-    harm_frac_align: float = 0.3       # refusals in D_s; the rest is benign traffic answered helpfully
+    harm_frac_align: float = 0.2       # refusals in D_s; the rest is benign traffic answered helpfully
     overlap_frac: float = 0.35         # high-overlap task mix: how-to requests phrased like harmful ones
     general_frac: float = 0.15         # both task mixes: simple facts (kept skills)
 
