@@ -52,6 +52,17 @@ def is_out_of_space(err: BaseException) -> bool:
     return False
 
 
+def _remove_orphans(final: Path) -> None:
+    """Temporary folders of builds whose process is gone (killed before it could clean up)."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
 @contextlib.contextmanager
 def building(final: Path, what: str, needs: str = "") -> Iterator[Path]:
     """Yield a temporary folder beside `final`; on success it replaces `final` atomically.
@@ -59,6 +70,7 @@ def building(final: Path, what: str, needs: str = "") -> Iterator[Path]:
     On any failure the temporary folder is removed and `final` is left as it was; a full disk becomes
     a CacheError that says how much space the build needs.
     """
+    _remove_orphans(final)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -596,6 +596,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, CacheError) as err:
         print(f"safety-tradeoff: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # sweeps store each finished run at once: nothing finished is lost
+        print("safety-tradeoff: interrupted; finished runs are kept in the results store, and running the same "
+              "command again continues with the others", file=sys.stderr)
+        return 130
     return 0
 
 

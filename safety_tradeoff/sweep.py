@@ -293,15 +293,23 @@ def _run_parallel(todo: list[RunSpec], sweep: SweepConfig, store: ResultsStore, 
     log(f"running {min(jobs, len(todo))} runs at a time, {threads} CPU thread(s) each")
     ordered = sorted(todo, key=lambda r: _COST.get(r.method, 1))
     records: list[RunRecord] = []
-    with _progress() as bar, ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_worker_init, initargs=(threads,)) as pool:
-        task = bar.add_task("", total=len(todo))
-        futures = {pool.submit(_worker_run, run, sweep, str(workdir), keep_checkpoints): run for run in ordered}
-        for future in as_completed(futures):
-            run = futures[future]
-            bar.update(task, description=f"finished {run.name} (seed {run.seed})")
-            _done(future.result(), store, records, bar)
-            bar.advance(task)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(threads,))
+    try:
+        with _progress() as bar:
+            task = bar.add_task("", total=len(todo))
+            futures = {pool.submit(_worker_run, run, sweep, str(workdir), keep_checkpoints): run for run in ordered}
+            for future in as_completed(futures):
+                run = futures[future]
+                bar.update(task, description=f"finished {run.name} (seed {run.seed})")
+                _done(future.result(), store, records, bar)
+                bar.advance(task)
+    except BaseException:  # Ctrl-C or a dead worker: stop the runs in progress (only they are lost), then raise
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return records
 
 

@@ -149,3 +149,14 @@ def test_building_replaces_atomically_and_cleans_up_on_error(tmp_path):
             raise RuntimeError("boom")
     assert (final / "a.txt").read_text() == "first", "a failed rebuild must keep the complete entry"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
+
+
+def test_a_killed_build_leaves_nothing_the_next_build_keeps(tmp_path):
+    """A build killed before it could clean up leaves `.entry.tmp-<pid>`; the next build of that entry removes it
+    (its process is gone) and never reads it."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".entry.tmp-{int(dead.stdout)}"
+    (orphan / "half").mkdir(parents=True)
+    with building(tmp_path / "entry", "x") as tmp:
+        (tmp / "a.txt").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
