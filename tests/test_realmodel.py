@@ -293,6 +293,8 @@ def test_diagnose_with_a_lora_hessian_on_smollm2(smollm2_dir, world, tmp_path):
 def _script():
     spec = importlib.util.spec_from_file_location("sft_safety", REPO / "trainers" / "sft_safety.py")
     module = importlib.util.module_from_spec(spec)
+    # dataclasses resolve string annotations through sys.modules[cls.__module__]
+    sys.modules["sft_safety"] = module
     spec.loader.exec_module(module)
     return module
 
