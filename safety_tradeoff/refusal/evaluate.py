@@ -9,6 +9,7 @@ accuracies: :func:`~safety_tradeoff.refusal.classify` counts them apart before a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -104,6 +105,21 @@ def accuracy_table(rows: Sequence[dict], scorers: Sequence[str] = tuple(SCORERS)
     return "\n".join(lines)
 
 
+def agreement_json(rows: Sequence[dict], scorers: Sequence[str], dataset: str | Path) -> str:
+    """Each scorer's agreement on ``rows`` as the JSON :mod:`.agreement` reads (dataset named relative to
+    the repository's ``tests/data`` when it lies there, and identified by its SHA-256)."""
+    out = {}
+    for name in scorers:
+        k, n = agreement(rows, name)
+        lo, hi = wilson_interval(k, n)
+        out[name] = {"agreeing": k, "n": n, "low": round(lo, 4), "high": round(hi, 4)}
+    path = Path(dataset)
+    shown = path.as_posix()
+    shown = "tests/data/" + shown.split("tests/data/", 1)[1] if "tests/data/" in shown else path.name
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return json.dumps({"dataset": shown, "sha256": digest, "scorers": out}, indent=1, sort_keys=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m safety_tradeoff.refusal FILE.jsonl [--by source,tags] [--scorers default,gcg]``."""
     ap = argparse.ArgumentParser(prog="python -m safety_tradeoff.refusal",
@@ -112,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--by", default=None, help="comma-separated fields to group by (default: kind, or "
                                                 "source,tags for files that have a 'source' field)")
     ap.add_argument("--scorers", default=",".join(SCORERS), help="comma-separated scorer names")
+    ap.add_argument("--agreement-json", metavar="PATH",
+                    help="also write each scorer's agreement (with 95%% interval) to PATH as JSON "
+                         "(safety_tradeoff/refusal/agreement.json is the frozen test split's)")
     args = ap.parse_args(argv)
     try:
         rows = load_labelled(args.file)
@@ -123,4 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     by = args.by.split(",") if args.by else (["source", "tags"] if any("source" in r for r in rows) else ["kind"])
     print(accuracy_table(rows, scorers, by=by))
+    if args.agreement_json:
+        Path(args.agreement_json).write_text(agreement_json(rows, scorers, args.file) + "\n", encoding="utf-8")
     return 0

@@ -5,12 +5,13 @@ import math
 from collections.abc import Callable, Iterable
 
 from .published import is_refusal_gcg, is_refusal_xstest
-from .rules import is_refusal
+from .rules import is_refusal, is_refusal_rules
 from .text import is_empty
 
 Scorer = Callable[[str], bool]
 
-SCORERS: dict[str, Scorer] = {"default": is_refusal, "gcg": is_refusal_gcg, "xstest": is_refusal_xstest}
+SCORERS: dict[str, Scorer] = {"default": is_refusal, "rules": is_refusal_rules, "gcg": is_refusal_gcg,
+                              "xstest": is_refusal_xstest}
 
 
 def get_scorer(name: str | Scorer) -> Scorer:

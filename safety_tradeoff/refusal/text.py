@@ -6,7 +6,7 @@ import re
 import unicodedata
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
-_CHARMAP = str.maketrans({
+_CHARMAP = str.maketrans({**dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff"),
     "\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "\u00b4": "'", "\u201b": "'",
     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u00ab": '"', "\u00bb": '"',
     "\u2033": '"', "\u2014": " - ", "\u2013": " - ", "\u2022": "-", "\u00b7": "-", "\u25aa": "-",
@@ -14,10 +14,8 @@ _CHARMAP = str.maketrans({
 _SPACED_CONTRACTION = re.compile(r"(\w) ?' ?(t|m|s|re|ve|ll|d)\b")
 _BARE_CONTRACTION = re.compile(
     r"\b(can|won|don|isn|shouldn|wouldn|couldn|doesn|didn|aren|wasn|mustn)t\b|\b(i)(m)\b|\b(that)(s)\b")
-_INFORMAL = (
-    (re.compile(r"\bgonna\b"), "going to"), (re.compile(r"\bwanna\b"), "want to"),
-    (re.compile(r"\b(?:sry|soz|sorry+)\b"), "sorry"), (re.compile(r"\bu\b"), "you"),
-)
+_INFORMAL_WORDS = {"gonna": "going to", "wanna": "want to", "sry": "sorry", "soz": "sorry", "u": "you"}
+_INFORMAL = re.compile(r"\b(?:gonna|wanna|sry|soz|sorry+|u)\b")
 _REPEATED_WORD = re.compile(r"\b(\w+(?:'\w+)?)(?: \1\b)+")
 _EMPHASIS = re.compile(r"\*\*|__|^[ \t]*(?:#{1,6}|>)[ \t]*", re.M)
 _SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+([,.!?;:])")
@@ -40,13 +38,17 @@ def _fix_contraction(m: re.Match[str]) -> str:
     return "that's"
 
 
+def _informal(m: re.Match[str]) -> str:
+    word = m.group(0)
+    return "sorry" if word.startswith("sorr") else _INFORMAL_WORDS[word]
+
+
 def normalise(text: str) -> str:
     """Lower-case, straight-apostrophe, contraction-repaired text; newlines kept (lists need them)."""
-    t = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_CHARMAP).lower()
+    t = unicodedata.normalize("NFKC", text).translate(_CHARMAP).lower()
     t = _SPACED_CONTRACTION.sub(r"\1'\2", t)
     t = _BARE_CONTRACTION.sub(_fix_contraction, t)
-    for pattern, repl in _INFORMAL:
-        t = pattern.sub(repl, t)
+    t = _INFORMAL.sub(_informal, t)
     t = _REPEATED_WORD.sub(r"\1", t)
     t = _EMPHASIS.sub("", t)
     t = _SPACE_BEFORE_PUNCT.sub(r"\1", t)
