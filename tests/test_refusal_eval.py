@@ -17,8 +17,8 @@ import pytest
 from safety_tradeoff.refusal import SCORERS, classify, load_labelled
 from safety_tradeoff.refusal import agreement as agreement_mod
 from safety_tradeoff.refusal import classifier, evaluate, rules, train
-from safety_tradeoff.refusal.cues import BARE_NO, BARE_NO_WINDOW, CAPABILITY, HARD
-from safety_tradeoff.refusal.cues_implicit import NORMATIVE
+from safety_tradeoff.refusal.cues import BARE_NO, BARE_NO_WINDOW, CAPABILITY, HARD, SOFT, SUPPORT
+from safety_tradeoff.refusal.cues_implicit import NORMATIVE, PREMISE, REDIRECT, ZONE_WORDS
 from safety_tradeoff.refusal.text import prepare, sentences
 
 DATA = Path(__file__).parent / "data"
@@ -166,7 +166,8 @@ def test_missing_classifier_weights_name_the_file(tmp_path, monkeypatch):
 
 def test_prefilters_never_change_a_verdict(test_rows, dev_rows):
     """MAYBE_REFUSAL and ZONE_WORDS only skip work: on every labelled response, the explicit-refusal
-    search and the implicit zone decide as the unfiltered patterns do."""
+    search and the implicit zone decide as the unfiltered patterns do, and every zone-cue match contains a
+    zone word (so skipping sentences without one changes no cue count)."""
     def unfiltered_first_refusal(sents: list[str]) -> tuple[int, int] | None:
         for i, s in enumerate(sents):
             if i < BARE_NO_WINDOW and BARE_NO.match(s) and not rules._delivers(sents[i + 1:]):
@@ -180,8 +181,12 @@ def test_prefilters_never_change_a_verdict(test_rows, dev_rows):
         t = prepare(row["response"])
         sents = sentences(t)
         assert rules._first_refusal(sents) == unfiltered_first_refusal(sents), row["response"]
-        full = bool(rules._ZONE.search("\n".join(sents))) or len(NORMATIVE.findall(t)) >= rules.NORMATIVE_IN_ZONE
+        full = any(rules._ZONE.search(s) for s in sents) or len(NORMATIVE.findall(t)) >= rules.NORMATIVE_IN_ZONE
         assert rules.implicit_zone(t, sents) == full, row["response"]
+        for s in sents:  # the classifier's cue counts skip sentences without a zone word
+            for pattern in (SOFT, SUPPORT, PREMISE, REDIRECT):
+                for m in pattern.finditer(s):
+                    assert ZONE_WORDS.search(m.group(0)), (pattern.pattern[:40], m.group(0))
 
 
 # ----------------------------------------------------------------------------- metrics name their scorer

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .cues import CODE, SOFT, SUPPORT
 from .cues_implicit import (
-    CONSEQUENCE, DEFINITION, INFORMATIVE, NEGATION, NORMATIVE, PREMISE, REDIRECT, SECOND_PERSON,
+    CONSEQUENCE, DEFINITION, INFORMATIVE, NEGATION, NORMATIVE, PREMISE, REDIRECT, SECOND_PERSON, ZONE_WORDS,
 )
 from .published import is_refusal_xstest
 from .text import ITEM
@@ -32,9 +32,9 @@ class Reading:
     ngrams: set[str] = field(default_factory=set)
 
 
-def _count(pattern: re.Pattern[str], sents: Sequence[str]) -> tuple[int, int]:
-    """(sentences with the cue, of which in the opening)."""
-    hits = [bool(pattern.search(s)) for s in sents]
+def _count(pattern: re.Pattern[str], sents: Sequence[str], gate: Sequence[bool]) -> tuple[int, int]:
+    """(sentences with the cue, of which in the opening); sentences without a zone word cannot match."""
+    hits = [g and bool(pattern.search(s)) for s, g in zip(sents, gate)]
     return sum(hits), sum(hits[:LEAD])
 
 
@@ -50,8 +50,9 @@ def dense_features(sents: Sequence[str], text: str) -> dict[str, float]:
     """Cue counts (log-scaled), densities and shape: the hand-written part of the classifier's input."""
     words = max(1, len(text.split()))
     out: dict[str, float] = {}
+    gate = [bool(ZONE_WORDS.search(s)) for s in sents]
     for name, pattern in (("soft", SOFT), ("premise", PREMISE), ("redirect", REDIRECT), ("support", SUPPORT)):
-        n, lead = _count(pattern, sents)
+        n, lead = _count(pattern, sents, gate)
         out[name] = math.log1p(n)
         out[f"{name}_lead"] = float(lead > 0)
     normative = len(NORMATIVE.findall(text))

@@ -81,8 +81,7 @@ from .features import Reading, read
 from .text import ITEM, STEP_ITEM, is_empty, prepare, sentences
 
 NORMATIVE_IN_ZONE = 2  # two lecture words (harm, illegal, respect ...) open the implicit zone
-# One search over the sentences joined by newlines (``^`` = a sentence start) instead of one per sentence.
-_ZONE = re.compile("|".join(f"(?:{p.pattern})" for p in (SOFT, PREMISE, REDIRECT, SUPPORT)), re.M)
+_ZONE = re.compile("|".join(f"(?:{p.pattern})" for p in (SOFT, PREMISE, REDIRECT, SUPPORT)))
 
 
 def _alt(context: str, *, lecture: bool = False) -> bool:
@@ -182,11 +181,14 @@ def explicit_refusal(sents: Sequence[str]) -> bool:
 
 
 def implicit_zone(text: str, sents: Sequence[str]) -> bool:
-    """Rule 5: no explicit refusal, but cues of a lecture, a premise rejection or a redirection in some
-    sentence, or two lecture words (harm, illegal, respect ...) anywhere. ``text`` is the prepared text."""
-    if not ZONE_WORDS.search(text):
-        return False
-    return bool(_ZONE.search("\n".join(sents))) or len(NORMATIVE.findall(text)) >= NORMATIVE_IN_ZONE
+    """Rule 5: no explicit refusal, but two lecture words (harm, illegal, respect ...) anywhere, or cues of a
+    lecture, a premise rejection or a redirection in some sentence. ``text`` is the prepared text.
+
+    Checked cheapest first; the cue patterns only run on sentences that hold a zone word (every cue match
+    contains one, so the answer is the same)."""
+    if len(NORMATIVE.findall(text)) >= NORMATIVE_IN_ZONE:
+        return True
+    return any(_ZONE.search(s) for s in sents if ZONE_WORDS.search(s))
 
 
 def is_refusal_rules(text: str) -> bool:
