@@ -3,16 +3,22 @@
 Scorers share one registry (``SCORERS``, ``get_scorer``); each maps a response to ``True`` (refusal) or
 ``False`` (not refused):
 
-* ``default``: :func:`is_refusal`, the project's rules (:mod:`.rules`, vocabulary in :mod:`.cues`);
+* ``default``: :func:`is_refusal`, the project's rules (:mod:`.rules`, vocabulary in :mod:`.cues` and
+  :mod:`.cues_implicit`) with a small shipped classifier for refusals that never say "I won't"
+  (:mod:`.classifier`, :mod:`.features`, trained by :mod:`.train`);
+* ``rules``: the same rules without the classifier, for comparison;
 * ``gcg`` and ``xstest``: the published keyword rules, as published (:mod:`.published`).
+
+Which scorer produced each metric, and each scorer's measured agreement with human labels:
+:mod:`.agreement` (docs/refusal-scoring.md).
 
 The rate helpers (:func:`classify`, :func:`score_responses`) never trust a scorer with an empty response:
 ``None``, ``""`` and whitespace-only text (zero-width spaces included) are counted as ``empty``, apart from
 both refusals and compliance, whatever scorer is chosen.
 
-Accuracy on labelled responses::
+Agreement with labelled responses (the frozen test split of tests/data/refusal_eval/)::
 
-    python -m safety_tradeoff.refusal tests/data/refusal_labelled.jsonl
+    python -m safety_tradeoff.refusal tests/data/refusal_eval/test.jsonl --by source,label,tags
 """
 from .evaluate import accuracy_table, load_labelled, main
 from .published import (
