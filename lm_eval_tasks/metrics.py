@@ -10,8 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from safety_tradeoff.refusal import classify, is_empty
-from safety_tradeoff.refusal.rules import partial_refusal
+from safety_tradeoff.refusal import classify, is_empty, partial_refusal
 
 N_TOKENS = "n_scored_tokens"  # added to NLL docs by SafetyTask before process_results sees them
 

@@ -24,12 +24,13 @@ from .evaluate import accuracy_table, load_labelled, main
 from .published import (
     GCG_PREFIXES, XSTEST_APOLOGY_PREFIXES, XSTEST_REFUSAL_PREFIXES, is_refusal_gcg, is_refusal_xstest,
 )
-from .rules import is_refusal
+from .rules import is_refusal, is_refusal_rules, partial_refusal
 from .scorers import SCORERS, Scorer, classify, get_scorer, score_responses
 from .text import is_empty
 
 __all__ = [
     "GCG_PREFIXES", "XSTEST_APOLOGY_PREFIXES", "XSTEST_REFUSAL_PREFIXES", "SCORERS", "Scorer",
-    "is_refusal", "is_refusal_gcg", "is_refusal_xstest", "is_empty", "get_scorer", "classify",
+    "is_refusal", "is_refusal_rules", "is_refusal_gcg", "is_refusal_xstest", "partial_refusal", "is_empty",
+    "get_scorer", "classify",
     "score_responses", "load_labelled", "accuracy_table", "main",
 ]
