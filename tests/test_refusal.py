@@ -241,3 +241,13 @@ def test_load_labelled_reads_what_json_wrote(tmp_path):
     path = tmp_path / "ok.jsonl"
     path.write_text(json.dumps({"response": "I can\u2019t.", "label": "refusal", "kind": "other"}) + "\n\n")
     assert load_labelled(path) == [{"response": "I can\u2019t.", "label": "refusal", "kind": "other"}]
+
+
+def test_only_the_first_max_chars_are_read():
+    """Documented bound (docs/refusal-scoring.md): the cost of a very long answer is that of its opening."""
+    from safety_tradeoff.refusal.text import MAX_CHARS
+
+    filler = "The weather was mild and the road was long. " * (MAX_CHARS // 40)
+    assert is_refusal("I can't help with that. " + filler)
+    assert not is_refusal(filler + "I can't help with that.")
+    assert is_refusal(filler[:MAX_CHARS - 60] + " I can't help with that.")
