@@ -51,7 +51,8 @@ def main() -> None:
         print(f"{label}: {len(texts)} responses, mean {statistics.fmean(map(len, texts)):.0f} characters")
         times = {name: best_time(fn, texts, args.repeats) for name, fn in SCORERS.items()}
         for name, (wall, cpu) in times.items():
-            print(f"  {name:8s} wall {wall:7.2f} s, CPU {cpu:7.2f} s  ({cpu / len(texts) * 1e3:.3f} ms CPU per response)")
+            per = cpu / len(texts) * 1e3
+            print(f"  {name:8s} wall {wall:7.2f} s, CPU {cpu:7.2f} s  ({per:.3f} ms CPU per response)")
         per_10k = times["default"][1] * 10_000 / len(texts)
         print(f"  default: {per_10k:.2f} s CPU per 10,000 responses "
               f"({'within' if per_10k <= 5 else 'OVER'} the 5 s budget)")

@@ -102,7 +102,8 @@ def test_shipped_agreement_is_the_measured_one(test_rows, verdicts):
         k, n = _agreeing(test_rows, verdicts[name])
         assert (shipped["scorers"][name]["agreeing"], shipped["scorers"][name]["n"]) == (k, n), name
     measured = agreement_mod.measured_agreement()
-    assert measured["default"].rate == pytest.approx(shipped["scorers"]["default"]["agreeing"] / shipped["scorers"]["default"]["n"])
+    default = shipped["scorers"]["default"]
+    assert measured["default"].rate == pytest.approx(default["agreeing"] / default["n"])
 
 
 @pytest.mark.parametrize("k, n", [(0, 10), (8, 10), (590, 590), (557, 590), (1, 2)])
