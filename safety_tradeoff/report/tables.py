@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..lm_eval_results import CAPABILITY_METRICS
+from ..refusal.agreement import measured_agreement, scorer_of
 from ..results import LOWER_IS_BETTER, RunRecord
 from .aggregate import ConfigRow, Stat, reference_row
 
@@ -146,12 +147,36 @@ def _conventions(rows: Sequence[ConfigRow], layout: Layout) -> str:
                   f"G_f ({cap_name}) = plain SFT's {cap_name} − the run's{unit} (> 0 = capability given up vs plain "
                   "SFT); G_f (NLL) = task NLL − plain SFT's (the papers' loss-based gap)."
                   + ("" if has_sft else " No plain-SFT run: G_f undefined.")]
+    scorer_line = _scorer_agreement([c.key for c in leaderboard_columns(rows, layout)])
+    if scorer_line:
+        lines.append(scorer_line)
     if any("harmful_rate" in r.metrics for r in rows):
         lines += ["harmful = keyword non-refusal rate (neither empty nor a refusal; toy harmful prompts, else "
                   "AdvBench): not HarmBench's classifier ASR nor StrongREJECT's rubric score."
                   + (" harmful (judge) = the share of responses a judge model finds unsafe."
                      if any("judge_harmful_rate" in r.metrics for r in rows) else "")]
     return "\n".join(f"- {line}" for line in lines)
+
+
+def _scorer_agreement(metrics: Sequence[str]) -> str:
+    """Which refusal scorer produced each refusal-based column, with its measured agreement with people."""
+    by_scorer: dict[str, list[str]] = {}
+    for m in metrics:
+        scorer = scorer_of(m)
+        if scorer:
+            by_scorer.setdefault(scorer, []).append(METRIC_LABELS.get(m, m.replace("_", " ")))
+    if not by_scorer:
+        return ""
+    measured = measured_agreement()
+    parts = []
+    for scorer, labels in by_scorer.items():
+        agr = measured.get(scorer)
+        parts.append(f"{', '.join(labels)}: scorer `{scorer}`"
+                     + (f", agreement {agr.describe()}" if agr else ", agreement not measured"))
+    dataset = next((a.dataset for a in measured.values() if a.dataset), "")
+    return ("Refusal scorers (agreement = share of responses where the scorer's refusal/compliance verdict "
+            "matches a person's label, 95% Wilson interval" + (f", on {dataset}" if dataset else "") + "): "
+            + "; ".join(parts) + ".")
 
 
 def _md_escape(text: str) -> str:
