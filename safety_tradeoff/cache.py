@@ -64,6 +64,17 @@ def _remove_orphans(final: Path) -> None:
 
 
 @contextlib.contextmanager
+def one_builder(final: Path) -> Iterator[None]:
+    """Hold a lock file beside `final` while it is checked and built: processes that want the same entry
+    at once (sweep workers, test workers, one per rank) build it once; the others wait and find it done."""
+    from filelock import FileLock
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final.parent / f".{final.name}.lock")):
+        yield
+
+
+@contextlib.contextmanager
 def building(final: Path, what: str, needs: str = "") -> Iterator[Path]:
     """Yield a temporary folder beside `final`; on success it replaces `final` atomically.
 

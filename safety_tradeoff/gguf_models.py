@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .cache import building, cache_root, check_writable
+from .cache import building, cache_root, check_writable, one_builder
 
 Progress = Callable[[str], None]
 MODEL_INFO = "safety_tradeoff_model.json"  # written last into a prepared folder: its presence means complete
@@ -124,13 +124,14 @@ def gguf_folder(gguf: Path, *, name: str | None = None, expected_architecture: s
     models = Path(cache_dir).expanduser() if cache_dir else cache_root() / "models"
     check_writable(models, "model")
     folder = models / f"{name or gguf.stem}-{digest[:12]}"
-    if is_prepared(folder):
-        say(f"found in the cache: {folder}")
-        return folder
-    size_mb = gguf.stat().st_size / 2**20
-    with building(folder, f"the dequantised {gguf.name}", needs=f"{size_mb * 6:.0f} MB") as tmp:
-        info = dequantise(gguf, tmp, say)
-        info.update(source=source or str(gguf), gguf_sha256=digest, gguf_architecture=arch)
-        (tmp / MODEL_INFO).write_text(json.dumps(info, indent=1))
+    with one_builder(folder):
+        if is_prepared(folder):
+            say(f"found in the cache: {folder}")
+            return folder
+        size_mb = gguf.stat().st_size / 2**20
+        with building(folder, f"the dequantised {gguf.name}", needs=f"{size_mb * 6:.0f} MB") as tmp:
+            info = dequantise(gguf, tmp, say)
+            info.update(source=source or str(gguf), gguf_sha256=digest, gguf_architecture=arch)
+            (tmp / MODEL_INFO).write_text(json.dumps(info, indent=1))
     say(f"ready: {folder}")
     return folder

@@ -15,8 +15,15 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def toy_cache(tmp_path_factory) -> str:
     """Cache root for toy worlds built by the tests: fresh per session, so CI never trusts a stale
-    cache. Developers may set SAFETY_TRADEOFF_TEST_CACHE to reuse worlds across local runs."""
-    return os.environ.get("SAFETY_TRADEOFF_TEST_CACHE") or str(tmp_path_factory.mktemp("toy_cache"))
+    cache, and shared by the session's xdist workers (the cache's lock lets one of them build each entry
+    while the other waits). Developers may set SAFETY_TRADEOFF_TEST_CACHE to reuse worlds across runs."""
+    if os.environ.get("SAFETY_TRADEOFF_TEST_CACHE"):
+        return os.environ["SAFETY_TRADEOFF_TEST_CACHE"]
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # not under xdist (-n 0 / -p no:xdist)
+        return str(tmp_path_factory.mktemp("toy_cache"))
+    shared = tmp_path_factory.getbasetemp().parent / "toy_cache"  # the workers' common session folder
+    shared.mkdir(exist_ok=True)
+    return str(shared)
 
 
 @pytest.fixture(scope="session")

@@ -279,8 +279,8 @@ def test_diagnose_with_a_lora_hessian_on_smollm2(smollm2_dir, world, tmp_path):
     rc = main(["diagnose", "--model", smollm2_dir, "--safety", "smollm2:eval/alignment",
                "--proxy", "near=smollm2:proxy_near", "--proxy", "far=smollm2:proxy_far",
                "--task", "high=smollm2:task_high_overlap", "--radius", "1", "--device", "cpu",
-               "--set", "hessian_params=lora", "--set", "hessian_examples=8", "--set", "max_examples=16",
-               "--set", "fit_steps=0", "--set", "bootstrap=20", "--set", "batch_size=8", "--set", "hessian_iterations=6",
+               "--set", "hessian_params=lora", "--set", "hessian_examples=4", "--set", "max_examples=8",
+               "--set", "fit_steps=0", "--set", "bootstrap=20", "--set", "batch_size=8", "--set", "hessian_iterations=4",
                "--out", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())

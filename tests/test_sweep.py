@@ -108,12 +108,15 @@ def test_kill_and_rerun_skips_finished_runs(tmp_path, toy_env):
     path.write_text(yaml.safe_dump(sweep_dict(training=training, methods=methods)))
     results = tmp_path / "r.jsonl"
     env = {**os.environ, "SAFETY_TRADEOFF_CACHE": os.environ["SAFETY_TRADEOFF_CACHE"]}
+    import signal
+    import time
+
+    # SIGINT's default action restored in the child: a shell's background job (`pytest &`) starts with SIGINT
+    # ignored, and Python keeps an ignored SIGINT ignored, so Ctrl-C would never reach the sweep
     proc = subprocess.Popen([sys.executable, "-m", "safety_tradeoff.cli", "sweep", str(path), "--results",
                              str(results), "--jobs", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:  # Ctrl-C as soon as a run is recorded
-        import signal
-        import time
 
         deadline = time.time() + 600
         while time.time() < deadline and (not results.exists() or not results.read_text().strip()):

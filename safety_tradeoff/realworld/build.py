@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import building, cache_root, check_writable
+from ..cache import building, cache_root, check_writable, one_builder
 from ..gguf_models import MODEL_INFO, Progress
 from ..named_models import model_folder
 from ..toyworld.build import EVAL_SPLITS, ToyWorld, write_data, write_jsonl
@@ -68,11 +68,12 @@ def world_data(config: RealWorldConfig | None = None, *, cache_dir: Path | str |
     config.validate()
     entry = RealWorld(_worlds_dir(cache_dir) / f"{config.base_model}-seed{config.seed}-data-{config.data_fingerprint()}")
     info = entry.root / "world.json"
-    if not info.is_file():
-        with building(entry.root, "the real-model world's data") as tmp:
-            sizes = _write_world_data(config, tmp / "data")
-            (tmp / "world.json").write_text(json.dumps({"kind": WORLD_KIND, "config": config.to_dict(),
-                                                        "splits": sizes, "data_only": True}, indent=1))
+    with one_builder(entry.root):
+        if not info.is_file():
+            with building(entry.root, "the real-model world's data") as tmp:
+                sizes = _write_world_data(config, tmp / "data")
+                (tmp / "world.json").write_text(json.dumps({"kind": WORLD_KIND, "config": config.to_dict(),
+                                                            "splits": sizes, "data_only": True}, indent=1))
     return entry
 
 
@@ -111,11 +112,12 @@ def load_or_build(config: RealWorldConfig | None = None, *, cache_dir: Path | st
     base, source = model_folder(config.base_model, source=config.model_source, cache_dir=models, progress=say)
     fingerprint = config.fingerprint(_base_identity(base, source))
     world = RealWorld(worlds / f"{config.base_model}-seed{config.seed}-{fingerprint}")
-    if _is_complete(world, fingerprint):
-        say(f"{config.base_model} world found in cache: {world.root}")
-        return world
-    with building(world.root, f"the aligned {config.base_model} world", needs="600 MB") as tmp:
-        _build(config, base, source, fingerprint, RealWorld(tmp), world.root, say, threads, show_trainer_progress)
+    with one_builder(world.root):
+        if _is_complete(world, fingerprint):
+            say(f"{config.base_model} world found in cache: {world.root}")
+            return world
+        with building(world.root, f"the aligned {config.base_model} world", needs="600 MB") as tmp:
+            _build(config, base, source, fingerprint, RealWorld(tmp), world.root, say, threads, show_trainer_progress)
     return world
 
 

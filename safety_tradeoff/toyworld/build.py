@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +11,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from ..cache import CACHE_ENV, CacheError, cache_root, check_writable
+from ..cache import CACHE_ENV, CacheError, building, cache_root, check_writable, one_builder
 from .config import ToyWorldConfig
 from .data import Example, generate, vocabulary_text
 from .marker import MARKER
@@ -170,27 +168,23 @@ def load_or_build(config: ToyWorldConfig | None = None, *, cache_dir: Path | str
     check_writable(worlds, "toy-world")
     fingerprint = config.fingerprint()  # once: the code must not change under a running build
     world = ToyWorld(worlds / f"seed{config.seed}-{fingerprint}")
-    if _is_complete(world, fingerprint):
-        say(f"toy world found in cache: {world.root}")
-        return world
+    with one_builder(world.root):
+        if _is_complete(world, fingerprint):
+            say(f"toy world found in cache: {world.root}")
+            return world
+        _build_in_place(config, fingerprint, world, say, threads, show_trainer_progress)
+    return world
+
+
+def _build_in_place(config: ToyWorldConfig, fingerprint: str, world: ToyWorld, say: Progress, threads: int | None,
+                    show_trainer_progress: bool) -> None:
     if world.root.exists():
         say(f"cache entry {world.root} is incomplete or corrupt: rebuilding it")
-        shutil.rmtree(world.root, ignore_errors=True)
-    tmp = worlds / f".{world.root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with building(world.root, "the toy world", needs="20 MB") as tmp:
         _build(config, fingerprint, ToyWorld(tmp), world.root, say, threads, show_trainer_progress)
-        try:
-            os.replace(tmp, world.root)
-        except OSError:  # another process finished the same world first: keep theirs
-            if not _is_complete(world, fingerprint):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     # model dirs point at the final location
     for stage, path in (("base", world.base_dir), ("aligned", world.aligned_dir)):
         (path / MARKER).write_text(json.dumps({"world_dir": str(world.root), "stage": stage}, indent=1))
-    return world
 
 
 def _build(config: ToyWorldConfig, fingerprint: str, world: ToyWorld, final_root: Path, say: Progress,
