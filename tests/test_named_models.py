@@ -160,3 +160,29 @@ def test_a_killed_build_leaves_nothing_the_next_build_keeps(tmp_path):
     with building(tmp_path / "entry", "x") as tmp:
         (tmp / "a.txt").write_text("ok")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+from safety_tradeoff.cache import building, one_builder
+final = Path(sys.argv[1])
+with one_builder(final):
+    if not (final / "done").is_file():
+        with building(final, "a test entry") as tmp:
+            time.sleep(1.0)  # long enough for the other process to arrive while this one builds
+            (tmp / "done").write_text(sys.argv[2])
+print((final / "done").read_text())
+"""
+
+
+def test_two_processes_wanting_one_entry_build_it_once(tmp_path):
+    """Sweep workers, test workers and ranks may ask for the same world at once: one builds, the other waits
+    and reads the finished entry (it is never replaced under a reader)."""
+    final = tmp_path / "entry"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(final), name], stdout=subprocess.PIPE, text=True)
+             for name in ("first", "second")]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outputs[0] == outputs[1] and outputs[0] in ("first", "second"), outputs
+    assert sorted(q.name for q in tmp_path.iterdir() if not q.name.endswith(".lock")) == ["entry"]
