@@ -7,6 +7,7 @@ subprocess (`cluster="local"`, tested here) or a Slurm job on a cluster, with no
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -298,7 +299,9 @@ def _run_parallel(todo: list[RunSpec], sweep: SweepConfig, store: ResultsStore, 
     try:
         with _progress() as bar:
             task = bar.add_task("", total=len(todo))
-            futures = {pool.submit(_worker_run, run, sweep, str(workdir), keep_checkpoints): run for run in ordered}
+            with _worker_environment(threads):  # the workers start during the submits
+                futures = {pool.submit(_worker_run, run, sweep, str(workdir), keep_checkpoints): run
+                           for run in ordered}
             for future in as_completed(futures):
                 run = futures[future]
                 bar.update(task, description=f"finished {run.name} (seed {run.seed})")
@@ -316,13 +319,28 @@ def _run_parallel(todo: list[RunSpec], sweep: SweepConfig, store: ResultsStore, 
 _WORKER_EVALUATOR: dict[str, Any] = {}
 
 
-def _worker_init(threads: int) -> None:
+@contextlib.contextmanager
+def _worker_environment(threads: int) -> Iterator[None]:
+    """The environment the workers start with: set before they import torch or tqdm, which read it once.
+    No progress bars in workers (two workers' training bars would interleave; the sweep's bar stays)."""
     import os
 
+    wanted = {"OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _worker_init(threads: int) -> None:
     import torch
 
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["TQDM_DISABLE"] = "1"  # two workers' training bars would interleave; the sweep bar stays
     torch.set_num_threads(threads)
     from transformers.utils import logging as hf_logging
 
