@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and where the plots are. Re-running skips finished runs.")
     p.add_argument("--world", choices=sorted(DEMO_OUT), default="toy",
                    help="toy: the tiny offline Llama (minutes); smollm2: SmolLM2-135M-Instruct aligned on the "
-                        "project's English safety data (about 20-30 minutes on 2 CPU cores)")
+                        "project's English safety data (about 40 minutes on 2 CPU cores)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (each seed is its own world)")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps per run (default: the recipe's)")
     p.add_argument("--jobs", type=_positive_int, default=None,
