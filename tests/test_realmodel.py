@@ -287,7 +287,9 @@ def test_diagnose_with_a_lora_hessian_on_smollm2(smollm2_dir, world, tmp_path):
     text = json.dumps(result)
     assert '"hessian_params": "lora"' in text
     landscape = result["landscape"]
-    assert landscape["top_eigenvalue"] > 0 and math.isfinite(landscape["grad_norm"]), landscape
+    # the eigenvalue of largest magnitude is signed (LoRA directions at θ₀ can curve down); β is its size
+    assert math.isfinite(landscape["top_eigenvalue"]) and landscape["top_eigenvalue"] != 0, landscape
+    assert landscape["beta"] == abs(landscape["top_eigenvalue"]) and landscape["grad_norm"] > 0, landscape
 
 
 def _script():

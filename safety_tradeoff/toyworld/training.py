@@ -52,13 +52,15 @@ def sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dat
 
 @contextlib.contextmanager
 def cpu_threads(n: int | None = None) -> Iterator[None]:
-    """Run the block with `n` intra-op threads (default: up to 2).
+    """Run the block with `n` intra-op threads (default: `OMP_NUM_THREADS` when set, else up to 2).
 
-    Tiny models slow down with many threads (oversubscription), and tests pin one thread per process;
-    training the toy world on 2 threads is ~1.5x faster than on one.
+    Tiny models slow down with many threads (oversubscription); training the toy world on 2 threads is
+    ~1.5x faster than on one when nothing else runs. A process that shares the cores (a sweep worker, a
+    test worker) says so with `OMP_NUM_THREADS`, and taking more threads there makes everything several
+    times slower (measured: a toy test 80 s alone, 330 s beside another 1-thread worker).
     """
     previous = torch.get_num_threads()
-    torch.set_num_threads(n or min(2, os.cpu_count() or 1))
+    torch.set_num_threads(n or int(os.environ.get("OMP_NUM_THREADS") or 0) or min(2, os.cpu_count() or 1))
     try:
         yield
     finally:
