@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..results import RunRecord
 from .aggregate import ConfigRow, aggregate
+from .claims import Claim, check_claims, claims_markdown
 from .plots import plot_gs_vs_lambda, plot_methods, plot_tradeoff
 from .summary import summary_markdown
 from .tables import Layout, leaderboard_csv, leaderboard_html, leaderboard_markdown
@@ -23,6 +24,7 @@ class Report:
     notes: list[str]  # skipped plots and warnings, also in the summary
     frontier: list[ConfigRow]
     layout: Layout = field(default_factory=Layout)
+    claims: list[Claim] = field(default_factory=list)  # the papers' claims on these results (summary.md)
 
     @property
     def capability_metric(self) -> str:
@@ -69,6 +71,8 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
         else:
             paths[name] = target
     summary, frontier = summary_markdown(rows, failed, len(records), safety_metric, layout, tolerance, notes)
+    claims = check_claims(records + diagnostics)
+    summary += claims_markdown(claims)
     summary += _theory_section(records + diagnostics, out, paths)
     from ..judges.agreement import judge_section  # standard library only
 
@@ -76,7 +80,7 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
     paths["summary.md"] = out / "summary.md"
     paths["summary.md"].write_text(summary, encoding="utf-8")
     return Report(rows=rows, failed=failed, paths=paths, markdown=markdown, summary=summary, notes=notes,
-                  frontier=frontier, layout=layout)
+                  frontier=frontier, layout=layout, claims=claims)
 
 
 def _theory_section(records: list[RunRecord], out: Path, paths: dict[str, Path]) -> str:
