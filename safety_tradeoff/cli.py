@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the toy world's default sweep and report (offline, CPU, a few minutes)",
                        description="Build (or load) the toy world, fine-tune its aligned model with plain SFT, "
-                                   "Case I (near and far proxy), Case II and EMA over their strengths, "
+                                   "Case I (near, mid and far proxy), Case II and EMA over their strengths, "
                                    "evaluate every model with the lm-eval tasks, and print the leaderboard "
                                    "and where the plots are. Re-running skips finished runs.")
     p.add_argument("--world", choices=sorted(DEMO_OUT), default="toy",

@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
 from datasets import load_dataset
 
 from safety_tradeoff.toyworld import CacheError, DataSizes, ToyWorldConfig, load_or_build
-from safety_tradeoff.toyworld.data import HARM_FAR, HARM_ORIG, HARM_TEMPLATES_ORIG, generate, vocabulary_text
+from safety_tradeoff.toyworld.data import (
+    HARM_FAR, HARM_ORIG, HARM_TEMPLATES_FAR, HARM_TEMPLATES_ORIG, generate, vocabulary_text,
+)
 from safety_tradeoff.toyworld.tokenizer import build_tokenizer
 
 # A world small enough to build in seconds: exercises the cache, not the phenomenon.
+# World seeds of the per-seed phenomenon test. The default suite checks the session's world (seed 0): each further
+# seed costs a world build (~2 min on one thread), and the 3-seed picture is what `safety-tradeoff demo --seeds 3`
+# reports claim by claim. SAFETY_TRADEOFF_TEST_SEEDS=0,1,2 checks more worlds here.
+WORLD_SEEDS = [int(s) for s in os.environ.get("SAFETY_TRADEOFF_TEST_SEEDS", "0").split(",") if s.strip()]
+
 TINY = dict(pretrain_steps=4, align_steps=2, hidden_size=16, num_heads=2, intermediate_size=32,
             sizes=dict(pretrain=64, align=64, task=40, task_eval=10, benign_eval=10, proxy=16))
 
@@ -28,8 +36,8 @@ def test_splits_cover_the_design():
     cats = {ex.category for ex in splits["align"] if ex.kind == "refuse"}
     assert cats == set(HARM_ORIG) and len(cats) >= 6
     # held-out prompts are never trained on
-    trained = {ex.prompt for name in ("pretrain", "align", "proxy_near", "proxy_far", "task_high_overlap",
-                                      "task_low_overlap") for ex in splits[name]}
+    trained = {ex.prompt for name in ("pretrain", "align", "proxy_near", "proxy_mid", "proxy_far",
+                                      "task_high_overlap", "task_low_overlap") for ex in splits[name]}
     for name in ("harmful_eval", "harmful_far_eval", "over_refusal_eval", "task_eval"):
         assert not trained & {ex.prompt for ex in splits[name]}, name
     # near proxy: D_s's categories and refusals, disjoint examples; far proxy: other categories and wording
@@ -38,6 +46,11 @@ def test_splits_cover_the_design():
     assert {ex.response for ex in splits["proxy_near"]} <= align_refusals
     assert {ex.category for ex in splits["proxy_far"]} <= set(HARM_FAR)
     assert not {ex.response for ex in splits["proxy_far"]} & align_refusals
+    # mid proxy: D_s's categories and refusals in the far set's phrasing, never in D_s's
+    assert {ex.category for ex in splits["proxy_mid"]} <= set(HARM_ORIG)
+    assert {ex.response for ex in splits["proxy_mid"]} <= align_refusals
+    assert not {ex.prompt for ex in splits["proxy_mid"]} & {ex.prompt for ex in splits["align"]}
+    assert all(any(ex.prompt.startswith(t.split("{a}")[0]) for t in HARM_TEMPLATES_FAR) for ex in splits["proxy_mid"])
     # context overlap: the high-overlap task mix carries prompts in the harmful requests' templates
     def templated(ex):
         return any(ex.prompt.startswith(t.split("{a}")[0]) for t in HARM_TEMPLATES_ORIG)
@@ -123,7 +136,7 @@ def test_aligned_model_acceptance(toy_world):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", WORLD_SEEDS)
 def test_plain_sft_erodes_safety(seed, toy_cache):
     """The phenomenon on each seed: plain SFT on the high-overlap task makes the model comply with
     harmful requests while learning the task; the low-overlap task hurts safety less."""

@@ -21,7 +21,7 @@ from .training import cpu_threads, quiet_datasets, sft
 __all__ = ["CACHE_ENV", "CacheError", "EVAL_SPLITS", "TRAIN_SPLITS", "ToyWorld", "cache_root", "load_or_build",
            "write_data", "write_jsonl"]
 
-TRAIN_SPLITS = ("pretrain", "align", "proxy_near", "proxy_far", "task_high_overlap", "task_low_overlap")
+TRAIN_SPLITS = ("pretrain", "align", "proxy_near", "proxy_mid", "proxy_far", "task_high_overlap", "task_low_overlap")
 EVAL_SPLITS = {  # file name in data/eval/ -> generated split
     "harmful": "harmful_eval", "harmful_far": "harmful_far_eval", "over_refusal": "over_refusal_eval",
     "task": "task_eval", "benign": "benign_eval", "alignment": "harmful_eval",

@@ -8,8 +8,9 @@ The world mirrors the setting of Chen et al. (2025) at a scale a CPU trains in s
 * a *downstream task* (translating word lists into the invented language Glorp) is new to the aligned
   model; its *high-overlap* mix also carries benign how-to requests phrased exactly like the harmful
   requests but answered helpfully (context overlap with D_s), its *low-overlap* mix does not;
-* *proxy* safety sets for Case I: ``proxy_near`` (D_s's categories, phrasing and refusals, disjoint
-  examples) and ``proxy_far`` (other categories, phrasing and refusal style);
+* *proxy* safety sets for Case I at three distances from D_s: ``proxy_near`` (D_s's categories, phrasing
+  and refusals, disjoint examples), ``proxy_mid`` (D_s's categories and refusals, the far set's phrasing)
+  and ``proxy_far`` (other categories, phrasing and refusal style);
 * held-out evaluation sets (prompts never trained on).
 
 Text is natural English (capitalised, punctuation attached) so that the project's general refusal
@@ -304,7 +305,17 @@ def generate(seed: int, sizes: DataSizes | None = None) -> dict[str, list[Exampl
     out["over_refusal_eval"] = [_comply(rng, item, "alarming") for item in pools.alarming_eval]
     per_skill = max(1, s.benign_eval // len(SKILLS))
     out["benign_eval"] = [skill_example(rng, sk) for sk in SKILLS for _ in range(per_skill)]
+    out["proxy_mid"] = _mid_proxy(rng, s.proxy, pools)  # drawn last: the other splits stay as they were
     return out
+
+
+def _mid_proxy(rng: random.Random, n: int, pools: _Pools) -> list[Example]:
+    """D_s's harm categories and refusal wording, asked in the far set's phrasing: between near and far."""
+    rows = []
+    for _ in range(n):
+        _, cat, action = rng.choice(pools.harm_train)
+        rows.append(Example(rng.choice(HARM_TEMPLATES_FAR).format(a=action), rng.choice(REFUSALS_ORIG), "refuse", cat))
+    return rows
 
 
 def _task_splits(rng: random.Random, s: DataSizes, pools: _Pools) -> dict[str, list[Example]]:
