@@ -9,14 +9,13 @@ import sys
 
 import pytest
 import torch
-import yaml
 
 from safety_tradeoff.diagnostics.check import check, markdown
 from safety_tradeoff.diagnostics.config import DiagnosticsConfig
 from safety_tradeoff.diagnostics.similarity import kernel_comparison, median_bandwidth, paired_loss_gap, weighted_loss
 from safety_tradeoff.results import RunRecord
 from safety_tradeoff.sweep_config import SweepConfig, SweepConfigError
-from test_sweep import TOY_TRAINING, sweep_dict
+from test_sweep import sweep_dict
 
 
 # ----------------------------------------------------------------------------------------- statistics
@@ -221,34 +220,3 @@ def test_diagnose_command_on_the_toy_world(tmp_path, toy_env):
     bad = _cli("diagnose", "--model", "toyworld:aligned", "--safety", "toyworld:eval/alignment", "--set", "seed=x")
     assert bad.returncode == 2 and "seed: must be an integer" in bad.stderr
 
-
-@pytest.mark.slow
-def test_predictions_hold_on_a_small_toy_sweep(tmp_path, toy_env):
-    """The issue's claim on world seed 0: near < far proxy and low < high overlap in G_s, as predicted, and
-    the Case II bound holds (the README reports 3 seeds)."""
-    from safety_tradeoff.report import build_report
-    from safety_tradeoff.sweep import run_sweep
-
-    config = SweepConfig.from_dict(sweep_dict(
-        training={**TOY_TRAINING, "max_steps": 100},
-        diagnostics={"safety_dataset": "toyworld:eval/alignment", "fit_steps": 30, "fit_learning_rate": 1e-3,
-                     "bootstrap": 50},
-        methods=[{"method": "sft", "task_dataset": "toyworld:task_low_overlap"},
-                 {"method": "case1", "proxy": ["near", "far"], "align_lambda": 0.1},
-                 {"method": "case2", "anchor_lambda": 0.1}, {"method": "case2_ball", "anchor_radius": 1.0}]))
-    records = run_sweep(config, tmp_path / "r.jsonl", log=lambda m: None)
-    assert all(r.ok for r in records), [r.error for r in records if not r.ok]
-    result = check(records)
-    diag_loss, lm_eval_loss = result.loss_mismatch[0]
-    assert diag_loss == pytest.approx(lm_eval_loss, rel=1e-3), "diagnose and lm-eval must score the same L_s"
-    summary = result.summary()
-    assert summary["case2_runs"] == 2 and summary["case2_bound_holds"] == 2
-    assert summary["proxy_comparisons"] == 1 and summary["proxy_order_matches"] == 1
-    assert summary["task_comparisons"] == 1 and summary["task_order_matches"] == 1
-    ball = next(b for b in result.bounds if b.method == "case2_ball")
-    assert ball.radius <= 1.0 + 1e-4  # the hard constraint held on the evaluated weights
-    report = build_report(records, tmp_path / "report")
-    text = (tmp_path / "report" / "theory_check.md").read_text()
-    assert "holds on 2/2 Case II runs" in text and "matches the measured one in 1/1" in text
-    assert "Predicted vs measured" in report.summary
-    yaml.safe_dump(summary)  # plain numbers (what the README quotes)

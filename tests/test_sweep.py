@@ -88,14 +88,17 @@ def cli(*args, env=None, timeout=900):
                           env=env, timeout=timeout)
 
 
-def test_bad_tasks_and_datasets_are_rejected_before_training(tmp_path, toy_env):
+def test_bad_tasks_and_datasets_are_rejected_before_training(tmp_path, toy_env, capsys):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep_dict(eval={"tasks": ["safety_tradeoff_toy", "no_such_task"]})))
     out = cli("sweep", str(path), "--results", str(tmp_path / "r.jsonl"), env=dict(os.environ))
     assert out.returncode == 2 and "no_such_task" in out.stderr, out.stderr[-2000:]
+    from safety_tradeoff.cli import main  # the same command in-process: a second interpreter start costs ~30 s
+
     path.write_text(yaml.safe_dump(sweep_dict(task_dataset=str(tmp_path / "missing.jsonl"))))
-    out = cli("sweep", str(path), "--results", str(tmp_path / "r.jsonl"), env=dict(os.environ))
-    assert out.returncode == 2 and "task_dataset" in out.stderr and "missing.jsonl" in out.stderr
+    assert main(["sweep", str(path), "--results", str(tmp_path / "r.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "task_dataset" in err and "missing.jsonl" in err, err
     assert not (tmp_path / "r.jsonl").exists(), "nothing may train or be recorded"
 
 
@@ -161,17 +164,26 @@ def test_submitit_local_executor(tmp_path, toy_env):
 
 
 @pytest.mark.slow
-def test_small_demo_shows_the_tradeoffs(tmp_path, toy_env):
+def test_small_demo_shows_the_tradeoffs_and_the_theory_predicts_them(tmp_path, toy_env):
     """The demo's claims, on a small version of it (world seed 0, 150 steps), two runs at a time as the demo
-    runs them (worker processes, one thread each)."""
+    runs them (worker processes, one thread each); and the theory check on the same runs: near < far proxy and
+    low < high overlap in G_s, as the diagnostics at θ₀ predict, and the Case II bound (one sweep serves both:
+    it is the suite's most expensive test)."""
+    from safety_tradeoff.diagnostics.check import check
+    from safety_tradeoff.report import build_report
     from safety_tradeoff.sweep import run_sweep
 
-    config = SweepConfig.from_dict(sweep_dict(methods=[
-        {"method": "case1", "proxy": ["near", "far"], "align_lambda": 0.1},
-        {"method": "case2", "anchor_lambda": [0.01, 3.0]},
-        {"method": "ema", "ema_beta": [0.98, 0.995]}]))
-    records = {r.name: r.metrics for r in run_sweep(config, tmp_path / "r.jsonl", log=lambda m: None, jobs=2)}
-    assert len(ResultsStore(tmp_path / "r.jsonl").finished()) == len(records) == 8
+    config = SweepConfig.from_dict(sweep_dict(
+        diagnostics={"safety_dataset": "toyworld:eval/alignment", "fit_steps": 30, "fit_learning_rate": 1e-3,
+                     "bootstrap": 50},
+        methods=[{"method": "sft", "task_dataset": "toyworld:task_low_overlap"},
+                 {"method": "case1", "proxy": ["near", "far"], "align_lambda": 0.1},
+                 {"method": "case2", "anchor_lambda": [0.01, 3.0]}, {"method": "case2_ball", "anchor_radius": 1.0},
+                 {"method": "ema", "ema_beta": [0.98, 0.995]}]))
+    runs = run_sweep(config, tmp_path / "r.jsonl", log=lambda m: None, jobs=2)
+    assert all(r.ok for r in runs), [r.error for r in runs if not r.ok]
+    records = {r.name: r.metrics for r in runs}
+    assert len(ResultsStore(tmp_path / "r.jsonl").finished()) == len(records) == 11  # 10 runs + diagnostics
     aligned, sft = records["aligned θ₀"], records["plain SFT"]
     near, far = records["Case I near λ=0.1"], records["Case I far λ=0.1"]
     assert sft["harmful_rate"] >= aligned["harmful_rate"] + 0.5, (aligned, sft)
@@ -182,6 +194,23 @@ def test_small_demo_shows_the_tradeoffs(tmp_path, toy_env):
         assert s["harmful_rate"] <= w["harmful_rate"] and s["task_accuracy"] <= w["task_accuracy"], (w, s)
         assert s["alignment_nll"] < w["alignment_nll"], (w, s)
     assert records["Case II λ=3"]["dist_to_theta0"] < records["Case II λ=0.01"]["dist_to_theta0"]
+
+    result = check(runs)
+    diag_loss, lm_eval_loss = result.loss_mismatch[0]
+    assert diag_loss == pytest.approx(lm_eval_loss, rel=1e-3), "diagnose and lm-eval must score the same L_s"
+    summary = result.summary()
+    assert summary["case2_runs"] == 3 and summary["case2_bound_holds"] == 3
+    assert summary["proxy_comparisons"] == 1 and summary["proxy_order_matches"] == 1
+    assert summary["task_comparisons"] == 1 and summary["task_order_matches"] == 1
+    ball = next(b for b in result.bounds if b.method == "case2_ball")
+    assert ball.radius <= 1.0 + 1e-4  # the hard constraint held on the evaluated weights
+    report = build_report(runs, tmp_path / "report")
+    text = (tmp_path / "report" / "theory_check.md").read_text()
+    assert "holds on 3/3 Case II runs" in text and "matches the measured one in 1/1" in text
+    assert "Predicted vs measured" in report.summary and "## Claims of the papers" in report.summary
+    claims = {c.key: c for c in report.claims}
+    assert claims["c"].verdict == "holds", claims["c"]  # near < far at λ = 0.1, asserted above on the metrics
+    assert claims["g"].verdict == "not measured"  # one optimiser regime
 
 
 def test_base_model_without_chat_template_is_refused_before_training(tmp_path):
