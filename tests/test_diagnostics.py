@@ -126,12 +126,18 @@ def _record(name, method, seed, nll, dist=None, proxy=None, task="toyworld:task_
                      metrics=metrics)
 
 
+def _interval(value, half=0.05):
+    return {"value": value, "low": value - half, "high": value + half}
+
+
 def _diag(grad_norm, beta, proxy_order, task_order):
-    interval = {"value": 0.5, "low": 0.4, "high": 0.6}
-    return {"safety": {"loss": interval}, "landscape": {"grad_norm": grad_norm, "beta": beta, "iterations": 5,
-                                                        "converged": True},
-            "proxies": {p: {"similarity": interval} for p in proxy_order},
-            "tasks": {t: {"spec": f"toyworld:{t}", "similarity": interval} for t in task_order},
+    """Separate intervals in the predicted orders: proxies by falling response similarity, tasks by rising prompt
+    similarity (what `predictions` sorts by)."""
+    return {"safety": {"loss": _interval(0.5)}, "landscape": {"grad_norm": grad_norm, "beta": beta, "iterations": 5,
+                                                              "converged": True},
+            "proxies": {p: {"similarity": _interval(0.9 - 0.3 * i)} for i, p in enumerate(proxy_order)},
+            "tasks": {t: {"spec": f"toyworld:{t}", "similarity": _interval(0.3 + 0.3 * i)}
+                      for i, t in enumerate(task_order)},
             "predicted": {"proxy_order": proxy_order, "task_order": task_order}}
 
 
@@ -178,6 +184,27 @@ def test_check_reports_bound_failures_and_order_mismatches(tmp_path):
     assert "proxy comparison(s) skipped" in text and "diagnostics failed, seed 3: ValueError" in text
     plain = build_report([r for r in records if r.method != "diagnostics"], tmp_path / "plain")
     assert "Predicted vs measured" not in plain.summary and not (tmp_path / "plain" / "case2_bound.png").exists()
+
+
+def test_an_order_the_diagnostics_cannot_resolve_is_a_tie_not_a_miss():
+    """near and mid with overlapping cross-loss intervals: the prediction orders only far after both, so
+    measured mid < near < far agrees with it; far before mid does not."""
+    diag = _diag(grad_norm=0.1, beta=1.0, proxy_order=["mid", "near", "far"], task_order=["low", "high"])
+    diag["proxies"] = {"near": {"cross_loss_gap": _interval(-0.30, 0.02)},
+                       "mid": {"cross_loss_gap": _interval(-0.31, 0.02)}, "far": {"cross_loss_gap": _interval(1.8)}}
+
+    def records(far_nll):
+        return [_record("aligned θ₀", "aligned", 0, 0.5), _record("diagnostics", "diagnostics", 0, None, diagnostics=diag),
+                _record("Case I near λ=1", "case1", 0, 0.30, proxy="near", settings={"align_lambda": 1.0}),
+                _record("Case I mid λ=1", "case1", 0, 0.35, proxy="mid", settings={"align_lambda": 1.0}),
+                _record("Case I far λ=1", "case1", 0, far_nll, proxy="far", settings={"align_lambda": 1.0})]
+
+    (ok,) = check(records(far_nll=2.0)).proxies
+    assert ok.measured == ["near", "mid", "far"] and ok.matches and ok.predicted_text() == "mid ≈ near < far"
+    assert "mid ≈ near < far" in markdown(check(records(far_nll=2.0))) and "intervals overlap" in markdown(
+        check(records(far_nll=2.0)))
+    (miss,) = check(records(far_nll=0.32)).proxies
+    assert miss.measured == ["near", "far", "mid"] and not miss.matches
 
 
 # -------------------------------------------------------------------------------------- on the toy world

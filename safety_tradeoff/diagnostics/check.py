@@ -44,17 +44,30 @@ class BoundRow:
 
 @dataclass
 class OrderCheck:
-    """One comparison: runs differing in one factor, predicted vs measured order (lowest G_s first)."""
+    """One comparison: runs differing in one factor, predicted vs measured order (lowest G_s first).
+
+    ``tied`` holds the pairs the diagnostics cannot order (their confidence intervals overlap): either
+    measured order agrees with the prediction for them, so an unresolved prediction never counts as wrong."""
 
     seed: int
     context: str
     predicted: list[str]
     measured: list[str]
     gaps: dict[str, float]
+    tied: frozenset[frozenset[str]] = frozenset()
 
     @property
     def matches(self) -> bool:
-        return self.predicted == self.measured
+        position = {name: i for i, name in enumerate(self.measured)}
+        return all(position[a] < position[b] for i, a in enumerate(self.predicted) for b in self.predicted[i + 1:]
+                   if frozenset((a, b)) not in self.tied)
+
+    def predicted_text(self) -> str:
+        """"near ≈ mid < far": ≈ between neighbours the diagnostics cannot order."""
+        out = self.predicted[:1]
+        for a, b in zip(self.predicted, self.predicted[1:]):
+            out += [" ≈ " if frozenset((a, b)) in self.tied else " < ", b]
+        return "".join(out)
 
 
 @dataclass
@@ -170,9 +183,33 @@ def _orders(runs: Sequence[tuple[RunRecord, float]], diags: dict[tuple[int, str]
         measured = [names[level] for level, _ in sorted(members.items(), key=lambda kv: kv[1][1])]
         some = next(iter(members.values()))[0]
         context = _context(some, factor)
-        out.append(OrderCheck(key[0], context, predicted, measured, {names[lv]: g for lv, (_, g) in members.items()}))
+        tied = frozenset(frozenset((a, b)) for i, a in enumerate(predicted) for b in predicted[i + 1:]
+                         if _overlap(_interval(diag, factor, a), _interval(diag, factor, b)))
+        out.append(OrderCheck(key[0], context, predicted, measured, {names[lv]: g for lv, (_, g) in members.items()},
+                              tied))
     out.sort(key=lambda c: (c.seed, c.context))
     return out
+
+
+def _interval(diag: dict, factor: str, name: str) -> tuple[float, float] | None:
+    """The diagnostics' confidence interval behind a level's place in the predicted order (None: not stored).
+
+    Proxy sets are ordered by the cross-loss gap, else by 1 − response similarity; task sets by prompt
+    similarity (:func:`.diagnose.predictions`)."""
+    entry = (diag.get("proxies") if factor == "proxy" else diag.get("tasks") or {}).get(name) or {}
+    try:
+        if factor == "proxy" and "cross_loss_gap" in entry:
+            return entry["cross_loss_gap"]["low"], entry["cross_loss_gap"]["high"]
+        similarity = entry["similarity"]
+        if factor == "proxy":
+            return 1.0 - similarity["high"], 1.0 - similarity["low"]
+        return similarity["low"], similarity["high"]
+    except (KeyError, TypeError):
+        return None
+
+
+def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
 def _context(record: RunRecord, factor: str) -> str:
@@ -261,8 +298,11 @@ def markdown(result: TheoryCheck) -> str:
                 "|---|---|---|---|---|---|"]
         for c in checks:
             gaps = ", ".join(f"{k} {v:+.3f}" for k, v in c.gaps.items())
-            out.append(f"| {c.seed} | {c.context} | {' < '.join(c.predicted)} | {' < '.join(c.measured)} | {gaps} | "
+            out.append(f"| {c.seed} | {c.context} | {c.predicted_text()} | {' < '.join(c.measured)} | {gaps} | "
                        f"{'yes' if c.matches else '**no**'} |")
+        if any(c.tied for c in checks):
+            out += ["", "≈: the diagnostics' confidence intervals overlap, so they do not predict an order for that pair; "
+                    "either measured order agrees with the prediction."]
     return "\n".join(out) + "\n"
 
 
