@@ -80,8 +80,9 @@ class _Runs:
 
     def gap(self, record: RunRecord | None) -> float | None:
         """G_s: alignment NLL − the aligned model's, same seed."""
-        own, ref = self.value(record, "alignment_nll"), self.value(self.aligned.get(getattr(record, "seed", -1)),
-                                                                   "alignment_nll")
+        if record is None:
+            return None
+        own, ref = self.value(record, "alignment_nll"), self.value(self.aligned.get(record.seed), "alignment_nll")
         return None if own is None or ref is None else own - ref
 
     def regime(self, record: RunRecord) -> tuple:
@@ -94,10 +95,6 @@ class _Runs:
         base = [r for r in self.records if r.method == "sft" and self.task(r) == task
                 and not set(REGIME_KEYS) & set(r.config.get("settings") or {})]
         return {r.seed: r for r in base}
-
-    def mean(self, per_seed: dict[int, float | None]) -> float | None:
-        values = [v for v in per_seed.values() if v is not None]
-        return statistics.fmean(values) if values else None
 
 
 def claim_a(runs: _Runs) -> Claim:
@@ -247,7 +244,8 @@ def claim_e(runs: _Runs) -> Claim:
 def claim_f(runs: _Runs) -> Claim:
     text = "some EMA β at least halves plain SFT's harmful rate with task accuracy within 5 points"
     ema = _config_means(runs, ("ema",))
-    sft = _config_means(runs, ("sft",)).get(next((r.name for r in runs.sft().values()), ""))
+    sft_name = next((r.name for r in runs.sft().values()), None)
+    sft = _config_means(runs, ("sft",)).get(sft_name) if sft_name else None
     if not ema or sft is None:
         return Claim("f", text, UNMEASURED, "the results need EMA and plain-SFT runs")
     h0, t0 = sft
