@@ -20,10 +20,12 @@ _WORLD_CODE = ("data.py", "tokenizer.py", "config.py", "build.py", "training.py"
 class ToyWorldConfig:
     """Everything that determines a toy world's data, tokenizer and aligned model.
 
-    Defaults are the settings the prototype measured to show the phenomenon on every seed tried
-    (see the README's toy-world section): hidden 64 × 2 layers is the smallest model that learns the
-    skills; alignment is kept *shallow* (150 steps) on purpose, since 400 steps make the aligned model
-    robust to plain fine-tuning and hide the trade-off this world exists to show.
+    Defaults are the settings measured to show the phenomenon on every seed tried (docs/worlds.md): hidden
+    64 × 2 layers is the smallest model that learns the skills. Alignment depth is the sensitive knob: with 150
+    alignment steps plain fine-tuning erased the refusals completely (97.5% harmful on 3 seeds, a saturated world
+    that cannot show optimisation choices or proxy data deciding how much is lost); the prototype, an earlier
+    version of this world, found that 400 steps hid the trade-off; in this world 400 steps leave it partial
+    (0% → 9–63% harmful over seeds 0–2, issue #15).
 
     Parameters:
         seed: Seeds data generation, model initialisation and training.
@@ -45,7 +47,7 @@ class ToyWorldConfig:
     batch_size: int = 32
     pretrain_steps: int = 800
     pretrain_lr: float = 2e-3
-    align_steps: int = 150
+    align_steps: int = 400
     align_lr: float = 1e-3
 
     @classmethod
