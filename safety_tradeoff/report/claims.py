@@ -141,7 +141,7 @@ def claim_b(runs: _Runs) -> Claim:
         ok &= falls
         per_seed = sum(all(by_lambda[b].get(s, math.inf) < by_lambda[a].get(s, -math.inf)
                            for a, b in zip(lambdas, lambdas[1:])) for s in runs.seeds)
-        parts.append(f"{proxy}: " + ", ".join(f"λ={lam:g} {m:+.2f}" for lam, m in zip(lambdas, means))
+        parts.append(f"{proxy}: " + ", ".join(f"λ={lam:g} {m:+.3f}" for lam, m in zip(lambdas, means))
                      + f" ({'falls' if falls else 'does not fall'}; falls on {per_seed}/{len(runs.seeds)} seeds)")
     return Claim("b", text, HOLDS if ok else FAILS, "; ".join(parts) + " (mean G_s, λ=0 is plain SFT)")
 
@@ -170,7 +170,7 @@ def claim_c(runs: _Runs) -> Claim:
         match = sorted(order, key=means.__getitem__) == order
         ok &= match
         seeds = sum(sorted(order, key=lambda p: curves[p][lam].get(s, math.nan)) == order for s in runs.seeds)
-        parts.append(f"λ={lam:g}: " + ", ".join(f"{p} {means[p]:+.2f}" for p in order)
+        parts.append(f"λ={lam:g}: " + ", ".join(f"{p} {means[p]:+.3f}" for p in order)
                      + f" ({'in order' if match else 'out of order'}; {seeds}/{len(runs.seeds)} seeds)")
     return Claim("c", text, HOLDS if ok else FAILS, "; ".join(parts))
 
