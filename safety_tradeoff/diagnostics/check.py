@@ -24,6 +24,7 @@ from pathlib import Path
 from ..results import RunRecord, finite
 from ..sweep_config import task_label
 from .bound import case2_bound
+from .orders import order_interval
 
 CASE2 = ("case2", "case2_ball")
 
@@ -184,28 +185,11 @@ def _orders(runs: Sequence[tuple[RunRecord, float]], diags: dict[tuple[int, str]
         some = next(iter(members.values()))[0]
         context = _context(some, factor)
         tied = frozenset(frozenset((a, b)) for i, a in enumerate(predicted) for b in predicted[i + 1:]
-                         if _overlap(_interval(diag, factor, a), _interval(diag, factor, b)))
+                         if _overlap(order_interval(diag, factor, a), order_interval(diag, factor, b)))
         out.append(OrderCheck(key[0], context, predicted, measured, {names[lv]: g for lv, (_, g) in members.items()},
                               tied))
     out.sort(key=lambda c: (c.seed, c.context))
     return out
-
-
-def _interval(diag: dict, factor: str, name: str) -> tuple[float, float] | None:
-    """The diagnostics' confidence interval behind a level's place in the predicted order (None: not stored).
-
-    Proxy sets are ordered by the cross-loss gap, else by 1 − response similarity; task sets by prompt
-    similarity (:func:`.diagnose.predictions`)."""
-    entry = (diag.get("proxies") if factor == "proxy" else diag.get("tasks") or {}).get(name) or {}
-    try:
-        if factor == "proxy" and "cross_loss_gap" in entry:
-            return entry["cross_loss_gap"]["low"], entry["cross_loss_gap"]["high"]
-        similarity = entry["similarity"]
-        if factor == "proxy":
-            return 1.0 - similarity["high"], 1.0 - similarity["low"]
-        return similarity["low"], similarity["high"]
-    except (KeyError, TypeError):
-        return None
 
 
 def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:

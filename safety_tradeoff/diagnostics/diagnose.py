@@ -26,6 +26,7 @@ from .bound import case2_bound
 from .config import DiagnosticsConfig
 from .examples import (Encoded, Forward, encode_pairs, forward_stats, load_pairs, make_batches, model_inputs,
                        pad_id_of)
+from .orders import proxy_key
 from .similarity import kernel_comparison, median_bandwidth, paired_loss_gap, weighted_loss
 
 
@@ -150,14 +151,6 @@ def _lora_config(config: DiagnosticsConfig) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0)  # targets: attention projections
-
-
-def proxy_key(entry: dict) -> tuple[str, float]:
-    """What orders proxy sets: the cross-loss gap when measured (the λ → ∞ end point of Case I),
-    else the kernel dissimilarity of responses (1 − similarity)."""
-    if "cross_loss_gap" in entry:
-        return "cross_loss_gap", entry["cross_loss_gap"]["value"]
-    return "1 - similarity", 1.0 - entry["similarity"]["value"]
 
 
 def predictions(diag: dict, radii: list[float]) -> dict[str, Any]:

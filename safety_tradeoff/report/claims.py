@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from ..results import RunRecord, finite
 from ..sweep_config import task_label
+from .tables import format_value
 
 HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
 PROXY_DISTANCE = ("near", "mid", "far")
@@ -50,7 +51,7 @@ class Claim:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+    return format_value(x, "pct")
 
 
 class _Runs:
@@ -118,9 +119,10 @@ def _case1_curves(runs: _Runs) -> dict[str, dict[float, dict[int, float]]]:
     """proxy -> λ -> seed -> G_s, for Case I runs on the main task; plain SFT is every proxy's λ = 0."""
     curves: dict[str, dict[float, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in runs.records:
+        gap = runs.gap(r)
         if r.method in ("case1", "case1_constraint") and r.proxy and r.strength is not None \
-                and runs.task(r) == runs.main_task and runs.gap(r) is not None:
-            curves[r.proxy][float(r.strength)][r.seed] = runs.gap(r)
+                and runs.task(r) == runs.main_task and gap is not None:
+            curves[r.proxy][float(r.strength)][r.seed] = gap
     base = {s: runs.gap(r) for s, r in runs.sft().items() if runs.gap(r) is not None}
     for curve in curves.values():
         if base:
