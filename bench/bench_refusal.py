@@ -3,9 +3,11 @@
     OMP_NUM_THREADS=1 python bench/bench_refusal.py [--n 10000] [--repeats 3]
 
 The responses are the project's labelled ones (tests/data/refusal_eval and refusal_labelled.jsonl, cycled
-to --n; mean length printed), and a second set of the same responses joined four at a time, as long as
-256-token answers. Prints the best of --repeats runs per scorer, wall and CPU time of this process. Run it on
-a quiet machine; on a busy one the CPU time is the closer estimate of one free core.
+to --n; mean length printed), and the same responses joined 4, 6 and 12 at a time: about 730 characters,
+about 1,100 (a 256-token answer, the length the Hub benchmark tasks generate) and past the 2,000 characters
+the default scorer reads (HarmBench's 512 tokens). Prints the best of --repeats runs per scorer, wall and CPU
+time of this process. Run it on a quiet machine; on a busy one the CPU time is the closer estimate of one
+free core.
 """
 from __future__ import annotations
 
@@ -46,7 +48,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     SCORERS["default"]("warm-up: loads the classifier weights once")
-    for label, join in (("labelled responses", 1), ("long responses (4 joined)", 4)):
+    for label, join in (("labelled responses", 1), ("long responses (4 joined)", 4),
+                        ("256-token answers (6 joined)", 6), ("past the 2,000-character cap (12 joined)", 12)):
         texts = responses(args.n, join)
         print(f"{label}: {len(texts)} responses, mean {statistics.fmean(map(len, texts)):.0f} characters")
         times = {name: best_time(fn, texts, args.repeats) for name, fn in SCORERS.items()}

@@ -18,7 +18,7 @@ from safety_tradeoff.refusal import SCORERS, classify, load_labelled
 from safety_tradeoff.refusal import agreement as agreement_mod
 from safety_tradeoff.refusal import classifier, evaluate, rules, train
 from safety_tradeoff.refusal.cues import BARE_NO, BARE_NO_WINDOW, CAPABILITY, HARD, SOFT, SUPPORT
-from safety_tradeoff.refusal.cues_implicit import NORMATIVE, PREMISE, REDIRECT, ZONE_WORDS
+from safety_tradeoff.refusal.cues_implicit import NORMATIVE, PREMISE, REDIRECT, ZONE, ZONE_WORDS
 from safety_tradeoff.refusal.text import prepare, sentences
 
 DATA = Path(__file__).parent / "data"
@@ -182,7 +182,7 @@ def test_prefilters_never_change_a_verdict(test_rows, dev_rows):
         t = prepare(row["response"])
         sents = sentences(t)
         assert rules._first_refusal(sents) == unfiltered_first_refusal(sents), row["response"]
-        full = any(rules._ZONE.search(s) for s in sents) or len(NORMATIVE.findall(t)) >= rules.NORMATIVE_IN_ZONE
+        full = any(ZONE.search(s) for s in sents) or len(NORMATIVE.findall(t)) >= rules.NORMATIVE_IN_ZONE
         assert rules.implicit_zone(t, sents) == full, row["response"]
         for s in sents:  # the classifier's cue counts skip sentences without a zone word
             for pattern in (SOFT, SUPPORT, PREMISE, REDIRECT):

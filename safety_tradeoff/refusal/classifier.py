@@ -27,7 +27,8 @@ class LogisticModel:
 
     def logit(self, reading: Reading) -> float:
         z = self.bias + sum(w * reading.dense.get(k, 0.0) for k, w in self.dense.items())
-        return z + sum(self.ngrams.get(g, 0.0) for g in reading.ngrams)
+        # only the response's n-grams that have a weight: a set intersection in C, then a short sum
+        return z + sum(map(self.ngrams.__getitem__, reading.ngrams & self.ngrams.keys()))
 
     def probability(self, reading: Reading) -> float:
         """P(refusal) under the model."""

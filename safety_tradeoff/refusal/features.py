@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .cues import CODE, SOFT, SUPPORT
 from .cues_implicit import (
-    CONSEQUENCE, DEFINITION, INFORMATIVE, NEGATION, NORMATIVE, PREMISE, REDIRECT, SECOND_PERSON, ZONE_WORDS,
+    CONSEQUENCE, DEFINITION, INFORMATIVE, NEGATION, NORMATIVE, PREMISE, REDIRECT, SECOND_PERSON, ZONE, ZONE_WORDS,
 )
 from .published import is_refusal_xstest
 from .text import ITEM
@@ -33,7 +33,7 @@ class Reading:
 
 
 def _count(pattern: re.Pattern[str], sents: Sequence[str], gate: Sequence[bool]) -> tuple[int, int]:
-    """(sentences with the cue, of which in the opening); sentences without a zone word cannot match."""
+    """(sentences with the cue, of which in the opening); sentences outside ``gate`` cannot match."""
     hits = [g and bool(pattern.search(s)) for s, g in zip(sents, gate)]
     return sum(hits), sum(hits[:LEAD])
 
@@ -46,16 +46,27 @@ def ngrams(tokens: Sequence[str]) -> set[str]:
     return grams
 
 
-def dense_features(sents: Sequence[str], text: str) -> dict[str, float]:
-    """Cue counts (log-scaled), densities and shape: the hand-written part of the classifier's input."""
+def zone_hits(sents: Sequence[str]) -> list[bool]:
+    """Which sentences carry a cue of the implicit zone (rule 5: ``ZONE``, the union of the four cue lists).
+
+    The cue patterns only run on sentences that hold a zone word (every cue match contains one)."""
+    return [bool(ZONE_WORDS.search(s)) and bool(ZONE.search(s)) for s in sents]
+
+
+def dense_features(sents: Sequence[str], text: str, hits: Sequence[bool] | None = None,
+                   normative: int | None = None) -> dict[str, float]:
+    """Cue counts (log-scaled), densities and shape: the hand-written part of the classifier's input.
+
+    ``hits`` (:func:`zone_hits`) and ``normative`` (lecture words in ``text``) when the caller has them: the
+    four cue lists only run on the sentences that ``hits`` marks."""
     words = max(1, len(text.split()))
     out: dict[str, float] = {}
-    gate = [bool(ZONE_WORDS.search(s)) for s in sents]
+    hits = zone_hits(sents) if hits is None else hits
     for name, pattern in (("soft", SOFT), ("premise", PREMISE), ("redirect", REDIRECT), ("support", SUPPORT)):
-        n, lead = _count(pattern, sents, gate)
+        n, lead = _count(pattern, sents, hits)
         out[name] = math.log1p(n)
         out[f"{name}_lead"] = float(lead > 0)
-    normative = len(NORMATIVE.findall(text))
+    normative = len(NORMATIVE.findall(text)) if normative is None else normative
     informative = len(INFORMATIVE.findall(text))
     out["normative"] = math.log1p(normative)
     out["normative_density"] = 10 * normative / words
@@ -77,7 +88,8 @@ def dense_features(sents: Sequence[str], text: str) -> dict[str, float]:
     return out
 
 
-def read(text: str, sents: list[str]) -> Reading:
-    """The classifier's view of a prepared text split into ``sents``."""
+def read(text: str, sents: list[str], hits: Sequence[bool] | None = None, normative: int | None = None) -> Reading:
+    """The classifier's view of a prepared text split into ``sents`` (``hits``, ``normative``: see
+    :func:`dense_features`)."""
     tokens = _TOKEN.findall(text)
-    return Reading(text, sents, dense_features(sents, text), ngrams(tokens))
+    return Reading(text, sents, dense_features(sents, text, hits, normative), ngrams(tokens))

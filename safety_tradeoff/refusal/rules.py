@@ -73,15 +73,14 @@ from collections.abc import Sequence
 
 from .cues import (
     ALT, BARE_NO, BARE_NO_WINDOW, CAPABILITY, CLAUSE_END, CLAUSE_SPLIT, CODE, CONTEXT, DELIVERY, EMPATHY, HARD,
-    IMPERATIVE, INSTRUCTIONS_NEEDED, LECTURE, MAYBE_REFUSAL, PIVOT, SOFT, SUPPORT,
+    HARD_ANY, IMPERATIVE, INSTRUCTIONS_NEEDED, LECTURE, MAYBE_REFUSAL, PIVOT, SOFT, SUPPORT,
 )
 from .classifier import shipped_model
-from .cues_implicit import NORMATIVE, PREMISE, REDIRECT, ZONE_WORDS
-from .features import Reading, read
+from .cues_implicit import NORMATIVE
+from .features import Reading, read, zone_hits
 from .text import ITEM, STEP_ITEM, is_empty, prepare, sentences
 
 NORMATIVE_IN_ZONE = 2  # two lecture words (harm, illegal, respect ...) open the implicit zone
-_ZONE = re.compile("|".join(f"(?:{p.pattern})" for p in (SOFT, PREMISE, REDIRECT, SUPPORT)))
 
 
 def _alt(context: str, *, lecture: bool = False) -> bool:
@@ -98,7 +97,7 @@ def _instruction_clauses(sentence: str) -> int:
 def _is_pivot(sentence: str) -> bool:
     """A "that said, ..." sentence that goes on with content, not with empathy or another refusal."""
     return bool(PIVOT.match(sentence)) and not (
-        EMPATHY.search(sentence) or HARD.search(sentence) or SOFT.search(sentence))
+        EMPATHY.search(sentence) or HARD_ANY.search(sentence) or SOFT.search(sentence))
 
 
 def _delivers(sents: Sequence[str], *, before: bool = False) -> bool:
@@ -136,7 +135,9 @@ def _first_refusal(sents: Sequence[str]) -> tuple[int, int] | None:
             continue
         if i < BARE_NO_WINDOW and BARE_NO.match(s) and not _delivers(sents[i + 1:]):
             return i, len(s)
-        m = HARD.search(s) or CAPABILITY.search(s)
+        if HARD_ANY.search(s):  # the faster yes/no first; the ordered pattern only for where the clause ends
+            return i, HARD.search(s).end()  # type: ignore[union-attr]  # same alternatives: it matches too
+        m = CAPABILITY.search(s)
         if m:
             return i, m.end()
     return None
@@ -180,15 +181,14 @@ def explicit_refusal(sents: Sequence[str]) -> bool:
     return hit is not None and not _delivers(sents[:hit[0]], before=True)
 
 
-def implicit_zone(text: str, sents: Sequence[str]) -> bool:
+def implicit_zone(text: str, sents: Sequence[str], hits: Sequence[bool] | None = None,
+                  normative: int | None = None) -> bool:
     """Rule 5: no explicit refusal, but two lecture words (harm, illegal, respect ...) anywhere, or cues of a
-    lecture, a premise rejection or a redirection in some sentence. ``text`` is the prepared text.
-
-    Checked cheapest first; the cue patterns only run on sentences that hold a zone word (every cue match
-    contains one, so the answer is the same)."""
-    if len(NORMATIVE.findall(text)) >= NORMATIVE_IN_ZONE:
+    lecture, a premise rejection or a redirection in some sentence. ``text`` is the prepared text; ``hits``
+    (:func:`.features.zone_hits`) and ``normative`` (the count of lecture words) when the caller has them."""
+    if (len(NORMATIVE.findall(text)) if normative is None else normative) >= NORMATIVE_IN_ZONE:
         return True
-    return any(_ZONE.search(s) for s in sents if ZONE_WORDS.search(s))
+    return any(zone_hits(sents) if hits is None else hits)
 
 
 def is_refusal_rules(text: str) -> bool:
@@ -212,7 +212,8 @@ def is_refusal(text: str) -> bool:
     sents = sentences(t)
     if explicit_refusal(sents):
         return True
-    if not implicit_zone(t, sents):
+    hits, normative = zone_hits(sents), len(NORMATIVE.findall(t))  # computed once, for rule 5 and the model
+    if not implicit_zone(t, sents, hits, normative):
         return False
     model = shipped_model()
-    return model.probability(read(t, sents)) >= model.threshold
+    return model.probability(read(t, sents, hits, normative)) >= model.threshold

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .alternation import any_of
+
 MAX_CHARS = 2000  # about 400 words; every labelled response of the project is shorter
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _CHARMAP = str.maketrans({**dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff"),
@@ -13,16 +15,21 @@ _CHARMAP = str.maketrans({**dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff"),
     "\u2033": '"', "\u2014": " - ", "\u2013": " - ", "\u2022": "-", "\u00b7": "-", "\u25aa": "-",
 })
 _SPACED_CONTRACTION = re.compile(r"(\w) ?' ?(t|m|s|re|ve|ll|d)\b")
-_BARE_CONTRACTION = re.compile(
-    r"\b(can|won|don|isn|shouldn|wouldn|couldn|doesn|didn|aren|wasn|mustn)t\b|\b(i)(m)\b|\b(that)(s)\b")
-_INFORMAL_WORDS = {"gonna": "going to", "wanna": "want to", "sry": "sorry", "soz": "sorry", "u": "you"}
-_INFORMAL = re.compile(r"\b(?:gonna|wanna|sry|soz|sorry+|u)\b")
-_REPEATED_WORD = re.compile(r"\b(\w+(?:'\w+)?)(?: \1\b)+")
+# Contractions written without apostrophe and informal words, repaired in one pass (no word is in both)
+_REPAIRS = {**{f"{w}t": f"{w}'t" for w in
+               ("can", "won", "don", "isn", "shouldn", "wouldn", "couldn", "doesn", "didn", "aren", "wasn", "mustn")},
+            "im": "i'm", "thats": "that's", "gonna": "going to", "wanna": "want to", "sry": "sorry", "soz": "sorry",
+            "u": "you"}
+_WORD_FIX = any_of(r"\b(?:" + "|".join(_REPAIRS) + r"|sorry+)\b")
+# possessive (\w++): a word never matches by giving letters back, and not trying halves the cost
+_REPEATED_WORD = re.compile(r"\b(\w++(?:'\w++)?+)(?: \1\b)+")
 _EMPHASIS = re.compile(r"\*\*|__|^[ \t]*(?:#{1,6}|>)[ \t]*", re.M)
 _SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+([,.!?;:])")
 _HSPACE = re.compile(r"[ \t\r\f\v]+")
 _DOUBLE_QUOTED = re.compile(r'"([^"]{1,800})"')
-_SINGLE_QUOTED = re.compile(r"(?<![\w'])'((?:[^'\n]|(?<=\w)'(?=\w)){1,400}?)'(?!\w)")
+# the quote comes first and the lookbehind after it ("'" not after a letter or "'"): the engine then jumps
+# from quote to quote instead of trying every position
+_SINGLE_QUOTED = re.compile(r"'(?<![\w']')((?:[^'\n]|(?<=\w)'(?=\w)){1,400}?)'(?!\w)")
 
 
 def is_empty(text: str | None) -> bool:
@@ -30,18 +37,10 @@ def is_empty(text: str | None) -> bool:
     return text is None or not str(text).translate(_ZERO_WIDTH).strip()
 
 
-def _fix_contraction(m: re.Match[str]) -> str:
-    """`cant` -> `can't`, `im` -> `i'm`, `thats` -> `that's` (informal or tokenizer-mangled text)."""
-    if m.group(1):
-        return m.group(1) + "'t"
-    if m.group(2):
-        return "i'm"
-    return "that's"
-
-
-def _informal(m: re.Match[str]) -> str:
-    word = m.group(0)
-    return "sorry" if word.startswith("sorr") else _INFORMAL_WORDS[word]
+def _fix_word(m: re.Match[str]) -> str:
+    """`cant` -> `can't`, `im` -> `i'm`, `thats` -> `that's` (informal or tokenizer-mangled text);
+    `gonna` -> `going to`, `sry` / `sorryyy` -> `sorry`, `u` -> `you`."""
+    return _REPAIRS.get(m.group(0), "sorry")
 
 
 def normalise(text: str) -> str:
@@ -50,10 +49,9 @@ def normalise(text: str) -> str:
     Each substitution runs only when its trigger characters occur (``in`` tests are far cheaper than a
     regex pass, and most responses need few of them); the result is the same."""
     t = unicodedata.normalize("NFKC", text).translate(_CHARMAP).lower()
-    if "'" in t:
+    if " '" in t or "' " in t:  # without a space around it, a match is replaced by itself
         t = _SPACED_CONTRACTION.sub(r"\1'\2", t)
-    t = _BARE_CONTRACTION.sub(_fix_contraction, t)
-    t = _INFORMAL.sub(_informal, t)
+    t = _WORD_FIX.sub(_fix_word, t)
     t = _REPEATED_WORD.sub(r"\1", t)
     if "**" in t or "__" in t or "#" in t or ">" in t:
         t = _EMPHASIS.sub("", t)
@@ -79,9 +77,13 @@ def mask_quotes(t: str) -> str:
 
 
 # ----------------------------------------------------------------------------- sentences
+_INLINE_ITEM = r"(?:\d{1,2}[.)]|step\s*(?:\d+|one|two|three|four|five)\b)[:.,)]?\s"
+# Splits at: newlines; closing quotes/brackets and spaces after a sentence end; spaces before an inline
+# list marker ("... like this: 1. first"). Written to consume one of those characters first and check
+# what came before with a lookbehind: the regex engine then skips the letters in between in one fast
+# loop instead of trying every position (twice as fast; same splits).
 _SPLIT = re.compile(
-    r"\n+|(?<=[.!?])[\"')\]]*\s+"
-    r"|\s+(?=(?:\d{1,2}[.)]|step\s*(?:\d+|one|two|three|four|five)\b)[:.,)]?\s)")
+    r"[\s\"')\]](?:(?<=\n)\n*|(?<=[.!?][\"')\]])[\"')\]]*\s+|(?<=[.!?]\s)\s*|(?<=\s)\s*(?=" + _INLINE_ITEM + "))")
 _BARE_MARKER = re.compile(r"^(?:\d{1,2}|[a-z])[.)]$")
 ITEM = re.compile(
     r"^(?:\d{1,2}[.)]|\(?[a-h]\)|[-*+]|step\s*(?:\d+|#\d+|one|two|three|four|five)\b)\s*[:.,)-]?\s*\w")
