@@ -4,8 +4,8 @@ Scorers share one registry (``SCORERS``, ``get_scorer``); each maps a response t
 ``False`` (not refused):
 
 * ``default``: :func:`is_refusal`, the project's rules (:mod:`.rules`, vocabulary in :mod:`.cues` and
-  :mod:`.cues_implicit`, compiled fast by :mod:`.alternation`) with a small shipped classifier for refusals that never say "I won't"
-  (:mod:`.classifier`, :mod:`.features`, trained by :mod:`.train`);
+  :mod:`.cues_implicit`, compiled fast by :mod:`.alternation`) with a small shipped classifier for refusals
+  that never say "I won't" (:mod:`.classifier`, :mod:`.features`, trained by :mod:`.train`);
 * ``rules``: the same rules without the classifier, for comparison;
 * ``gcg`` and ``xstest``: the published keyword rules, as published (:mod:`.published`).
 
