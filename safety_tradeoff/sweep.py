@@ -72,17 +72,32 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
                               "seed": run.seed, "data_seed": run.seed})
     train = load_dataset_spec(_expand_seed(run.task(sweep), run.seed))
     align = load_dataset_spec(_expand_seed(sweep.proxies[run.proxy], run.seed)) if run.proxy else None
+    pilot = _pilot(sweep, run, tokenizer)
     trainer = SafeSFTTrainer(model=model, args=args, train_dataset=train, align_dataset=align,
-                             processing_class=tokenizer)
+                             processing_class=tokenizer, callbacks=[pilot] if pilot else None)
     start = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - start
     trainer.save_model(str(output_dir))
     carry_marker(base, [output_dir])
     logged = _last_logged(trainer.state.log_history, ("align_lambda", "task_loss", "align_loss"))
+    if pilot and pilot.gaps:
+        (step, gap), = pilot.gaps.items()
+        logged.update(pilot_step=float(step), pilot_gap=gap)
     del trainer, model
     gc.collect()
     return str(output_dir), {"train_s": train_s, **logged}
+
+
+def _pilot(sweep: SweepConfig, run: RunSpec, tokenizer: Any) -> Any:
+    """The pilot read-out's callback (G_s on D_s part-way through the run) when the sweep has diagnostics.
+    Not for EMA runs: they are evaluated at θ̄, and the pilot reads the live weights."""
+    if not sweep.diagnostics or run.method == "ema":
+        return None
+    from .diagnostics.config import DiagnosticsConfig
+    from .diagnostics.pilot import pilot_callback
+
+    return pilot_callback(DiagnosticsConfig.from_dict(sweep.diagnostics).with_seed(run.seed), tokenizer)
 
 
 def sweep_model_kwargs(sweep: SweepConfig) -> dict[str, Any]:

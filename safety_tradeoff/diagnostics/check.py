@@ -44,6 +44,28 @@ class BoundRow:
 
 
 @dataclass
+class PilotRow:
+    """A run's G_s read after part of its schedule (the pilot read-out) and its final, measured G_s."""
+    name: str
+    method: str
+    seed: int
+    step: int
+    pilot: float
+    gap: float
+
+    @property
+    def ratio(self) -> float:
+        return self.pilot / self.gap if self.gap > 0 else math.nan
+
+    @property
+    def within_2x(self) -> bool | None:
+        """Within a factor of 2 of the final G_s; None when the final G_s is not positive (no factor to speak of)."""
+        if self.gap <= 0:
+            return None
+        return 0.5 <= self.ratio <= 2.0
+
+
+@dataclass
 class OrderCheck:
     """One comparison: runs differing in one factor, predicted vs measured order (lowest G_s first).
 
@@ -77,6 +99,7 @@ class TheoryCheck:
     bounds: list[BoundRow] = field(default_factory=list)
     proxies: list[OrderCheck] = field(default_factory=list)
     tasks: list[OrderCheck] = field(default_factory=list)
+    pilots: list[PilotRow] = field(default_factory=list)
     loss_mismatch: dict[int, tuple[float, float]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)  # failed diagnostics runs: "seed s: error"
     unchecked: list[str] = field(default_factory=list)  # why runs were left out of the checks
@@ -89,7 +112,9 @@ class TheoryCheck:
         return {"case2_bound_holds": sum(b.holds for b in c2), "case2_runs": len(c2),
                 "all_bound_holds": sum(b.holds for b in self.bounds), "all_runs": len(self.bounds),
                 "proxy_order_matches": sum(c.matches for c in self.proxies), "proxy_comparisons": len(self.proxies),
-                "task_order_matches": sum(c.matches for c in self.tasks), "task_comparisons": len(self.tasks)}
+                "task_order_matches": sum(c.matches for c in self.tasks), "task_comparisons": len(self.tasks),
+                "case2_pilot_within_2x": sum(bool(p.within_2x) for p in self.pilots if p.method in CASE2),
+                "case2_pilots": sum(p.within_2x is not None for p in self.pilots if p.method in CASE2)}
 
 
 def _bound(diag: dict, r: float) -> float:
@@ -128,6 +153,10 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
     for base, diag in diags.items():
         if aligned.get(base) is not None:
             result.loss_mismatch[base[0]] = (diag["safety"]["loss"]["value"], aligned[base])
+    for r, gap in runs:
+        pilot, step = finite(r.metrics.get("pilot_gap")), finite(r.metrics.get("pilot_step"))
+        if pilot is not None and step is not None:
+            result.pilots.append(PilotRow(r.name, r.method, r.seed, int(step), pilot, gap))
     lora = 0
     for r, gap in runs:
         radius = finite(r.metrics.get("dist_to_theta0"))
@@ -270,6 +299,7 @@ def markdown(result: TheoryCheck) -> str:
             tight = max(b.gap / b.bound for b in c2 if b.bound > 0) if any(b.bound > 0 for b in c2) else math.nan
             out += ["", f"It holds everywhere, but loosely: the largest G_s / bound over Case II runs is {tight:.3g} "
                     "(the curvature term assumes the worst direction, β_s, for the whole move)."]
+    out += _pilot_markdown(result)
     for title, checks, what in (("Proxy ordering (Case I)", result.proxies, "proxy sets"),
                                 ("Context-overlap ordering", result.tasks, "task datasets")):
         matches = sum(c.matches for c in checks)
@@ -288,6 +318,26 @@ def markdown(result: TheoryCheck) -> str:
             out += ["", "≈: the diagnostics' confidence intervals overlap, so they do not predict an order for that pair; "
                     "either measured order agrees with the prediction."]
     return "\n".join(out) + "\n"
+
+
+def _pilot_markdown(result: TheoryCheck) -> list[str]:
+    """The pilot read-out against each run's final G_s (Case II runs first)."""
+    if not result.pilots:
+        return []
+    s = result.summary()
+    rows = sorted(result.pilots, key=lambda p: (p.method not in CASE2, p.name, p.seed))
+    positive = [p for p in rows if p.within_2x is not None]
+    out = ["", f"### Pilot read-out: G_s after part of the schedule is within 2x of the final G_s on "
+           f"{s['case2_pilot_within_2x']}/{s['case2_pilots']} Case II runs "
+           f"({sum(bool(p.within_2x) for p in positive)}/{len(positive)} over all runs with a positive G_s)", "",
+           "G_s on D_s measured during each run after `pilot_fraction` of its steps (diagnostics settings; "
+           "`diagnostics/pilot.py`), against the final G_s from the evaluation. Where they are within 2x, the "
+           "pilot would have told the sweep's outcome at that fraction of its cost.", "",
+           "| run | seed | pilot step | pilot G_s | final G_s | pilot / final | within 2x |", "|---|---|---|---|---|---|---|"]
+    for p in rows:
+        verdict = "–" if p.within_2x is None else "yes" if p.within_2x else "**no**"
+        out.append(f"| {p.name} | {p.seed} | {p.step} | {p.pilot:+.4f} | {p.gap:+.4f} | {p.ratio:.3g} | {verdict} |")
+    return out
 
 
 def plot_bound(result: TheoryCheck, path: Path) -> str | None:

@@ -41,6 +41,12 @@ class DiagnosticsConfig:
             attention projections) for models too large for full-parameter Hessian-vector products.
         lora_r (`int`, 8): LoRA rank when `hessian_params="lora"`.
 
+    Pilot read-out (sweeps only: measured during each fine-tuning run, not at θ₀)
+        pilot_fraction (`float`, 1/3): after this fraction of a run's `max_steps`, its G_s on D_s is
+            measured and recorded (`pilot_gap`); the report sets it against the run's final G_s, so a
+            sweep can be judged, and pruned, after a fraction of its cost. 0 turns it off. Not on EMA runs
+            (evaluated at θ̄; the read-out scores the live weights).
+
     Output
         radii (`list[float]`, []): radii r at which to print the Case II bound on G_s.
         seed (`int`, 0): sampling, bootstrap and power-iteration seed.
@@ -63,6 +69,7 @@ class DiagnosticsConfig:
     hessian_method: str = "lanczos"
     hessian_params: str = "all"
     lora_r: int = 8
+    pilot_fraction: float = 1 / 3
     radii: list[float] = field(default_factory=list)
     seed: int = 0
 
@@ -79,6 +86,10 @@ class DiagnosticsConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: must be a positive number, got {value!r}")
+        if isinstance(self.pilot_fraction, bool) or not isinstance(self.pilot_fraction, (int, float)) \
+                or not 0 <= self.pilot_fraction < 1:
+            raise ValueError(f"pilot_fraction: must be in [0, 1) (0 turns the pilot read-out off), "
+                             f"got {self.pilot_fraction!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed: must be an integer, got {self.seed!r}")
         for name in ("prompt_column", "response_column"):
