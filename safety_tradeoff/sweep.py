@@ -72,9 +72,11 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
                               "seed": run.seed, "data_seed": run.seed})
     train = load_dataset_spec(_expand_seed(run.task(sweep), run.seed))
     align = load_dataset_spec(_expand_seed(sweep.proxies[run.proxy], run.seed)) if run.proxy else None
-    pilot = _pilot(sweep, run, tokenizer)
+    pilot = _pilot(sweep, run.seed, tokenizer)
     trainer = SafeSFTTrainer(model=model, args=args, train_dataset=train, align_dataset=align,
                              processing_class=tokenizer, callbacks=[pilot] if pilot else None)
+    if pilot:
+        pilot.weights = trainer.ema_weights  # θ̄ for EMA runs (what is evaluated), the live weights otherwise
     start = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - start
@@ -89,15 +91,14 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
     return str(output_dir), {"train_s": train_s, **logged}
 
 
-def _pilot(sweep: SweepConfig, run: RunSpec, tokenizer: Any) -> Any:
-    """The pilot read-out's callback (G_s on D_s part-way through the run) when the sweep has diagnostics.
-    Not for EMA runs: they are evaluated at θ̄, and the pilot reads the live weights."""
-    if not sweep.diagnostics or run.method == "ema":
+def _pilot(sweep: SweepConfig, seed: int, tokenizer: Any) -> Any:
+    """The pilot read-out's callback (G_s on D_s part-way through the run) when the sweep has diagnostics."""
+    if not sweep.diagnostics:
         return None
     from .diagnostics.config import DiagnosticsConfig
     from .diagnostics.pilot import pilot_callback
 
-    return pilot_callback(DiagnosticsConfig.from_dict(sweep.diagnostics).with_seed(run.seed), tokenizer)
+    return pilot_callback(DiagnosticsConfig.from_dict(sweep.diagnostics).with_seed(seed), tokenizer)
 
 
 def sweep_model_kwargs(sweep: SweepConfig) -> dict[str, Any]:

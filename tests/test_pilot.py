@@ -22,14 +22,18 @@ def _pairs() -> list[tuple[str, str]]:
     return [(r["prompt"][0]["content"], r["completion"][0]["content"]) for r in safety_prompt_completion(n=8)]
 
 
-def _train(tiny, tmp_path, steps, callbacks=None):
+def _trainer(tiny, tmp_path, steps, callbacks=None, **settings):
     model, tok = load_tiny(tiny)
     args = SafetySFTConfig(**{**CPU_ARGS, **EXACT_ARGS, "output_dir": str(tmp_path), "max_steps": steps,
-                              "per_device_train_batch_size": 4, "learning_rate": 0.3})
-    trainer = SafeSFTTrainer(model=model, args=args, train_dataset=task_messages(16), processing_class=tok,
-                             callbacks=callbacks)
+                              "per_device_train_batch_size": 4, "learning_rate": 0.3, **settings})
+    return SafeSFTTrainer(model=model, args=args, train_dataset=task_messages(16), processing_class=tok,
+                          callbacks=callbacks)
+
+
+def _train(tiny, tmp_path, steps, callbacks=None):
+    trainer = _trainer(tiny, tmp_path, steps, callbacks)
     trainer.train()
-    return trainer.model, tok
+    return trainer.model, trainer.processing_class
 
 
 def _hf_loss(model, tok) -> float:
@@ -61,3 +65,21 @@ def test_pilot_gap_equals_the_gap_of_the_run_stopped_there(tiny, tmp_path):
                                                        (150, 0.0, None), (1, 0.5, None)])
 def test_pilot_step(max_steps, fraction, step):
     assert pilot_step(max_steps, fraction) == step
+
+
+def test_ema_runs_are_read_at_the_averaged_weights(tiny, tmp_path):
+    """With the trainer's ``ema_weights`` the pilot scores θ̄ (what an EMA run is evaluated at), not θ."""
+    _, tok = load_tiny(tiny)
+    batches = make_batches(encode_pairs(tok, _pairs(), 64), 3, pad_id_of(tok), "cpu")
+    pilot = SafetyGapCallback(batches, fraction=0.5)
+    trainer = _trainer(tiny, tmp_path / "full", 6, [pilot], ema_beta=0.7)
+    pilot.weights = trainer.ema_weights
+    trainer.train()
+    theta0, _ = load_tiny(tiny)
+    stopped = _trainer(tiny, tmp_path / "stopped", 3, ema_beta=0.7)
+    stopped.train()
+    live = _hf_loss(stopped.model, tok)
+    with stopped.ema_weights():
+        averaged = _hf_loss(stopped.model, tok)
+    assert abs(averaged - live) > 1e-4  # θ̄ and θ differ: the check tells them apart
+    assert pilot.gaps[3] == pytest.approx(averaged - _hf_loss(theta0, tok), abs=1e-5)

@@ -44,8 +44,8 @@ class DiagnosticsConfig:
     Pilot read-out (sweeps only: measured during each fine-tuning run, not at θ₀)
         pilot_fraction (`float`, 1/3): after this fraction of a run's `max_steps`, its G_s on D_s is
             measured and recorded (`pilot_gap`); the report sets it against the run's final G_s, so a
-            sweep can be judged, and pruned, after a fraction of its cost. 0 turns it off. Not on EMA runs
-            (evaluated at θ̄; the read-out scores the live weights).
+            sweep can be judged, and pruned, after a fraction of its cost. 0 turns it off. EMA runs are
+            read at θ̄ (the weights they are evaluated at).
 
     Output
         radii (`list[float]`, []): radii r at which to print the Case II bound on G_s.

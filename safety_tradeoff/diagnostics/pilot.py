@@ -8,10 +8,13 @@ what lm-eval's ``alignment_nll`` scores). A sweep with a ``diagnostics:`` block 
 ``pilot_fraction`` of every run's steps (``pilot_gap``), and the report sets that against the run's final
 G_s (`diagnostics/check.py`): if the early value is within a factor of 2, a sweep can be pruned after a
 fraction of its cost. Where it is not (penalties still pulling θ back late in the schedule), the report
-says so.
+says so. EMA runs are read at θ̄, the weights they are evaluated at.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from transformers import TrainerCallback
@@ -24,14 +27,18 @@ class SafetyGapCallback(TrainerCallback):
     """Records ``gaps[step] = L_s(θ_step) − L_s(θ₀)`` on D_s after ``fraction`` of the run's steps
     (:func:`pilot_step`; θ₀: the weights at train begin, so a resumed run is not re-anchored).
 
-    Single process (the sweep's runs); the model is scored in eval mode without gradients and put back in the
-    mode it was in, so training is not disturbed (no random numbers are drawn)."""
+    ``weights``: a context manager that swaps in the weights the run will be evaluated at, e.g. an EMA
+    trainer's ``ema_weights`` (θ̄); by default the live weights. Single process (the sweep's runs); the model
+    is scored in eval mode without gradients and put back in the mode it was in, so training is not
+    disturbed (no random numbers are drawn)."""
 
-    def __init__(self, batches: list[dict], fraction: float):
+    def __init__(self, batches: list[dict], fraction: float,
+                 weights: Callable[[], AbstractContextManager] | None = None):
         if not batches:
             raise ValueError("SafetyGapCallback: no D_s batches to score")
         self.batches = batches
         self.fraction = fraction
+        self.weights = weights
         self.step: int | None = None
         self.theta0_loss: float | None = None
         self.gaps: dict[int, float] = {}
@@ -43,7 +50,8 @@ class SafetyGapCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            return forward_stats(model, self.batches).loss
+            with self.weights() if self.weights else contextlib.nullcontext():
+                return forward_stats(model, self.batches).loss
         finally:
             model.train(was_training)
 
