@@ -57,7 +57,7 @@ def git_commit() -> str | None:
 # One run
 def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, dict[str, float]]:
     """Train `run` and save the model to evaluate (θ̄ for EMA runs); returns its folder and train metrics."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, ProgressCallback
 
     from .data import load_dataset_spec, resolve_model
     from .toyworld.marker import carry_marker
@@ -77,6 +77,8 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
                              processing_class=tokenizer, callbacks=[pilot] if pilot else None)
     if pilot:
         pilot.weights = trainer.ema_weights  # θ̄ for EMA runs (what is evaluated), the live weights otherwise
+    for printer in (PrinterCallback, ProgressCallback):  # the sweep shows its own progress; logs stay in the state
+        trainer.remove_callback(printer)
     start = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - start
