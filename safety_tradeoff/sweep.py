@@ -97,10 +97,16 @@ def _pilot(sweep: SweepConfig, seed: int, tokenizer: Any) -> Any:
     """The pilot read-out's callback (G_s on D_s part-way through the run) when the sweep has diagnostics."""
     if not sweep.diagnostics:
         return None
-    from .diagnostics.config import DiagnosticsConfig
     from .diagnostics.pilot import pilot_callback
 
-    return pilot_callback(DiagnosticsConfig.from_dict(sweep.diagnostics).with_seed(seed), tokenizer)
+    return pilot_callback(diagnostics_config(sweep, seed), tokenizer)
+
+
+def diagnostics_config(sweep: SweepConfig, seed: int) -> Any:
+    """The sweep's `diagnostics:` block as a `DiagnosticsConfig` for one seed (`{seed}` in specs expanded)."""
+    from .diagnostics.config import DiagnosticsConfig
+
+    return DiagnosticsConfig.from_dict(sweep.diagnostics or {}).with_seed(seed)
 
 
 def sweep_model_kwargs(sweep: SweepConfig) -> dict[str, Any]:
@@ -120,7 +126,6 @@ def _last_logged(history: list[dict], keys: tuple[str, ...]) -> dict[str, float]
 
 def distance_to_base(model_dir: str, base_dir: str) -> float | None:
     """‖θ − θ₀‖ of the evaluated weights (full fine-tuning checkpoints only)."""
-    import torch
     from safetensors.torch import load_file
 
     files = sorted(Path(model_dir).glob("*.safetensors"))
@@ -198,12 +203,11 @@ def diagnostics_inputs(sweep: SweepConfig, seed: int) -> tuple[str, dict[str, st
 
 def _diagnose_run(record: RunRecord, sweep: SweepConfig, workdir: Path) -> RunRecord:
     """The diagnostics of one seed's base model, as a record (the report's "predicted vs measured")."""
-    from .diagnostics.config import DiagnosticsConfig
     from .diagnostics.diagnose import diagnose, flat_metrics, load_model
 
     start = time.perf_counter()
     try:
-        config = DiagnosticsConfig.from_dict(sweep.diagnostics or {}).with_seed(record.seed)
+        config = diagnostics_config(sweep, record.seed)
         name, proxies, tasks = diagnostics_inputs(sweep, record.seed)
         model, tokenizer = load_model(name, dtype=None if sweep.model_dtype == "float32" else sweep.model_dtype)
         result = diagnose(model, tokenizer, config, proxies=proxies, tasks=tasks, model_name=name)

@@ -1,7 +1,7 @@
 r"""The pilot read-out: G_s on D_s measured part-way through a fine-tuning run.
 
-The Case II bound says what G_s can be at most; it is 100-1000x loose on the runs this project has measured.
-What a user deciding on λ wants is where G_s will land, early. :class:`SafetyGapCallback` measures
+The Case II bound says what G_s can be at most; it is loose by two to three orders of magnitude on the
+runs this project has measured. What a user deciding on λ wants is where G_s will land, early. :class:`SafetyGapCallback` measures
 G_s(t) = L_s(θ_t) − L_s(θ₀) on the original safety data D_s at chosen steps of any run, with the same
 estimator as `safety-tradeoff diagnose` (token-weighted response NLL through the chat template, which is
 what lm-eval's ``alignment_nll`` scores). A sweep with a ``diagnostics:`` block reads it after

@@ -68,7 +68,6 @@ I won't help you. Then he explained ...") can read as a refusal; English only. M
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from .cues import (
