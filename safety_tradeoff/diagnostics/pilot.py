@@ -1,14 +1,14 @@
 r"""The pilot read-out: G_s on D_s measured part-way through a fine-tuning run.
 
-The Case II bound says what G_s can be at most; it is loose by two to three orders of magnitude on the
-runs this project has measured. What a user deciding on λ wants is where G_s will land, early.
-:class:`SafetyGapCallback` measures G_s(t) = L_s(θ_t) − L_s(θ₀) on the original safety data D_s at a
-chosen step of any run, with the same estimator as `safety-tradeoff diagnose` (token-weighted response NLL through the chat template, which is
-what lm-eval's ``alignment_nll`` scores). A sweep with a ``diagnostics:`` block reads it after
-``pilot_fraction`` of every run's steps (``pilot_gap``), and the report sets that against the run's final
-G_s (`diagnostics/check.py`): if the early value is within a factor of 2, a sweep can be pruned after a
-fraction of its cost. Where it is not (penalties still pulling θ back late in the schedule), the report
-says so. EMA runs are read at θ̄, the weights they are evaluated at.
+The Case II bound says what G_s can be at most; it is loose by two to three orders of magnitude on the runs
+this project has measured. What a user deciding on λ wants is where G_s will land, early.
+:class:`SafetyGapCallback` measures G_s(t) = L_s(θ_t) − L_s(θ₀) on the original safety data D_s at a chosen
+step of any run, with the same estimator as `safety-tradeoff diagnose` (token-weighted response NLL through
+the chat template, which is what lm-eval's ``alignment_nll`` scores). A sweep with a ``diagnostics:`` block
+reads it after ``pilot_fraction`` of every run's steps (``pilot_gap``), and the report sets that against the
+run's final G_s (`diagnostics/check.py`): if the early value is within a factor of 2, a sweep can be pruned
+after a fraction of its cost. Where it is not (penalties still pulling θ back late in the schedule), the
+report says so. EMA runs are read at θ̄, the weights they are evaluated at.
 """
 from __future__ import annotations
 
