@@ -87,7 +87,8 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
     logged = _last_logged(trainer.state.log_history, ("align_lambda", "task_loss", "align_loss"))
     if pilot and pilot.gaps:
         (step, gap), = pilot.gaps.items()
-        logged.update(pilot_step=float(step), pilot_gap=gap)
+        low, high = pilot.intervals[step]
+        logged.update(pilot_step=float(step), pilot_gap=gap, pilot_gap_low=low, pilot_gap_high=high)
     del trainer, model
     gc.collect()
     return str(output_dir), {"train_s": train_s, **logged}

@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from safety_tradeoff.diagnostics.check import check, markdown
+from safety_tradeoff.diagnostics.check import check
+from safety_tradeoff.diagnostics.check_report import markdown
 from safety_tradeoff.diagnostics.config import DiagnosticsConfig
 from safety_tradeoff.diagnostics.similarity import kernel_comparison, median_bandwidth, paired_loss_gap, weighted_loss
 from safety_tradeoff.results import RunRecord
@@ -278,3 +279,36 @@ def test_diagnose_command_on_the_toy_world(tmp_path, toy_env):
     bad = _cli("diagnose", "--model", "toyworld:aligned", "--safety", "toyworld:eval/alignment", "--set", "seed=x")
     assert bad.returncode == 2 and "seed: must be an integer" in bad.stderr
 
+
+
+def test_runs_ranked_by_their_pilots_with_overlapping_pilot_intervals_tied():
+    """The pilot read-outs order the same comparisons as the diagnostics: near and mid pilots whose intervals
+    overlap are tied (either final order agrees), far is separated; the low-overlap pilot is clearly below the
+    high-overlap one, so a final G_s the other way round is a miss. Runs without a pilot are not ranked."""
+    diag = _diag(grad_norm=0.1, beta=1.0, proxy_order=["near", "mid", "far"], task_order=["low", "high"])
+
+    def run(name, method, nll, pilot, half, **kw):
+        r = _record(name, method, 0, nll, **kw)
+        r.metrics.update(pilot_gap=pilot, pilot_gap_low=pilot - half, pilot_gap_high=pilot + half, pilot_step=50.0)
+        return r
+
+    lam = {"align_lambda": 1.0}
+    records = [_record("aligned θ₀", "aligned", 0, 0.5), _record("diagnostics", "diagnostics", 0, None, diagnostics=diag),
+               run("Case I near λ=1", "case1", 0.52, 0.015, 0.01, proxy="near", settings=lam),  # [0.005, 0.025]
+               run("Case I mid λ=1", "case1", 0.51, 0.010, 0.01, proxy="mid", settings=lam),   # [0.000, 0.020]
+               run("Case I far λ=1", "case1", 0.90, 0.300, 0.05, proxy="far", settings=lam),
+               run("plain SFT", "sft", 0.83, 0.30, 0.02, task="toyworld:high"),
+               run("plain SFT low", "sft", 0.90, 0.20, 0.02, task="toyworld:low")]
+    result = check(records)
+    (proxy,) = result.pilot_proxies
+    assert proxy.predicted_text() == "mid ≈ near < far" and proxy.measured == ["mid", "near", "far"] and proxy.matches
+    (task,) = result.pilot_tasks
+    assert task.predicted == ["low", "high"] and not task.tied and task.measured == ["high", "low"]
+    assert not task.matches
+    summary = result.summary()
+    assert (summary["pilot_proxy_order_matches"], summary["pilot_proxy_comparisons"]) == (1, 1)
+    assert (summary["pilot_task_order_matches"], summary["pilot_task_comparisons"]) == (0, 1)
+    text = markdown(result)
+    assert "Context-overlap ordering, pilot read-out: predicted order matches the measured one in 0/1" in text
+    records[-1].metrics.pop("pilot_gap")  # one run without a pilot: that comparison has no pilot prediction
+    assert check(records).pilot_tasks == [] and len(check(records).tasks) == 1

@@ -56,6 +56,8 @@ def test_pilot_gap_equals_the_gap_of_the_run_stopped_there(tiny, tmp_path):
     expected = _hf_loss(stopped, tok) - _hf_loss(theta0, tok)
     assert abs(expected) > 1e-3  # the run moved L_s: the comparison means something
     assert pilot.gaps[3] == pytest.approx(expected, abs=1e-5)
+    low, high = pilot.intervals[3]  # a bootstrap interval around it, over D_s's 8 examples
+    assert low < pilot.gaps[3] < high
     undisturbed, _ = _train(tiny, tmp_path / "plain", 6)  # scoring mid-run changes nothing in training
     for a, b in zip(full.parameters(), undisturbed.parameters()):
         assert torch.equal(a, b)

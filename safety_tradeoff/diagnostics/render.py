@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .check import fmt_interval
+from .check_report import fmt_interval
 
 
 def rich_tables(diag: dict) -> list[Any]:

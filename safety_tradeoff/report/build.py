@@ -85,7 +85,8 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
 
 def _theory_section(records: list[RunRecord], out: Path, paths: dict[str, Path]) -> str:
     """The "predicted vs measured" section (theory diagnostics), when the sweep ran diagnostics."""
-    from ..diagnostics.check import check, markdown, plot_bound
+    from ..diagnostics.check import check
+    from ..diagnostics.check_report import markdown, plot_bound
 
     result = check(records)
     target = out / "case2_bound.png"
