@@ -31,7 +31,6 @@ from .bound import case2_bound
 from .orders import order_interval
 
 CASE2 = ("case2", "case2_ball")
-FIELDS = {"proxy": "proxies", "task": "tasks"}  # TheoryCheck's field for each factor's comparisons
 
 
 @dataclass
@@ -182,9 +181,12 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
         result.unchecked.append(f"{lora} run(s) not checked against the bound: their diagnostics took the gradient "
                                 "and β_s along LoRA parameters (hessian_params: lora), which bound LoRA-norm moves, "
                                 "not full-weight ‖θ − θ₀‖")
-    for factor in ("proxy", "task"):
-        setattr(result, FIELDS[factor], _orders(runs, diags, factor, result.unchecked, _diagnostics_predictor(factor)))
-        setattr(result, "pilot_" + FIELDS[factor], _orders(runs, diags, factor, [], _pilot_predictor))
+    proxy_groups = _groups(runs, diags, "proxy", result.unchecked)
+    task_groups = _groups(runs, diags, "task", result.unchecked)
+    result.proxies = _orders(proxy_groups, "proxy", _diagnostics_predictor("proxy"))
+    result.tasks = _orders(task_groups, "task", _diagnostics_predictor("task"))
+    result.pilot_proxies = _orders(proxy_groups, "proxy", _pilot_predictor)
+    result.pilot_tasks = _orders(task_groups, "task", _pilot_predictor)
     return result
 
 
@@ -192,10 +194,13 @@ Predictor = Callable[[dict, dict[str, tuple[RunRecord, float]], dict[str, str]],
                      tuple[list[str], frozenset[frozenset[str]]] | None]
 
 
-def _orders(runs: Sequence[tuple[RunRecord, float]], diags: dict[tuple[int, str], dict], factor: str,
-            notes: list[str], predict: Predictor) -> list[OrderCheck]:
-    """Group runs equal in everything but `factor`; every group with ≥ 2 levels is one comparison, its
-    predicted order (and the pairs it leaves tied) from `predict(diagnostics, members, level → name)`."""
+Group = tuple[int, dict, dict[str, tuple[RunRecord, float]], dict[str, str]]  # seed, diagnostics, members, names
+
+
+def _groups(runs: Sequence[tuple[RunRecord, float]], diags: dict[tuple[int, str], dict], factor: str,
+            notes: list[str]) -> list[Group]:
+    """Runs equal in everything but `factor`, one group per setting with ≥ 2 levels of it: each is one
+    comparison, whatever predicts its order."""
     groups: dict[tuple, dict[str, tuple[RunRecord, float]]] = defaultdict(dict)
     ambiguous: set[tuple] = set()
     for r, gap in runs:
@@ -224,13 +229,22 @@ def _orders(runs: Sequence[tuple[RunRecord, float]], diags: dict[tuple[int, str]
         else:
             spec_to_name = {entry["spec"]: name for name, entry in diag["tasks"].items()}
             names = {spec: spec_to_name.get(spec, task_label(spec)) for spec in members}
+        out.append((key[0], diag, members, names))
+    return out
+
+
+def _orders(groups: list[Group], factor: str, predict: Predictor) -> list[OrderCheck]:
+    """Each group's predicted order (and the pairs it leaves tied) from `predict(diagnostics, members,
+    level → name)` against the order of measured G_s; groups `predict` has no order for are left out."""
+    out = []
+    for seed, diag, members, names in groups:
         prediction = predict(diag, members, names)
         if prediction is None:
             continue
         predicted, tied = prediction
         measured = [names[level] for level, _ in sorted(members.items(), key=lambda kv: kv[1][1])]
         context = _context(next(iter(members.values()))[0], factor)
-        out.append(OrderCheck(key[0], context, predicted, measured, {names[lv]: g for lv, (_, g) in members.items()},
+        out.append(OrderCheck(seed, context, predicted, measured, {names[lv]: g for lv, (_, g) in members.items()},
                               tied))
     out.sort(key=lambda c: (c.seed, c.context))
     return out

@@ -72,15 +72,16 @@ def markdown(result: TheoryCheck) -> str:
             out += ["", f"It holds everywhere, but loosely: the largest G_s / bound over Case II runs is {tight:.3g} "
                     "(the curvature term assumes the worst direction, β_s, for the whole move)."]
     out += _pilot_markdown(result)
-    for title, checks, what in (("Proxy ordering (Case I), diagnostics at θ₀", result.proxies, "proxy sets"),
-                                ("Proxy ordering (Case I), pilot read-out", result.pilot_proxies, "proxy sets"),
-                                ("Context-overlap ordering, diagnostics at θ₀", result.tasks, "task datasets"),
-                                ("Context-overlap ordering, pilot read-out", result.pilot_tasks, "task datasets")):
+    for title, checks, what, pilot in (
+            ("Proxy ordering (Case I), diagnostics at θ₀", result.proxies, "proxy sets", False),
+            ("Proxy ordering (Case I), pilot read-out", result.pilot_proxies, "proxy sets", True),
+            ("Context-overlap ordering, diagnostics at θ₀", result.tasks, "task datasets", False),
+            ("Context-overlap ordering, pilot read-out", result.pilot_tasks, "task datasets", True)):
         matches = sum(c.matches for c in checks)
-        if not checks and "pilot" in title:
+        if not checks and pilot:
             continue  # no pilots recorded: the diagnostics' section already says what is there to compare
         out += ["", f"### {title}: predicted order matches the measured one in {matches}/{len(checks)} comparisons", ""]
-        if "pilot" in title:
+        if pilot:
             out += ["Predicted: the runs ordered by their pilot G_s (after `pilot_fraction` of their steps); "
                     "measured: by their final G_s.", ""]
         if not checks:
