@@ -222,9 +222,10 @@ class SweepConfig:
             for combo in itertools.product(*axes.values()) if axes else [()]:
                 run_settings = {**implied, **settings, **dict(zip(axes, combo))}
                 strength = run_settings.get(strength_key) if strength_key else None
-                # other swept knobs (learning rate, batch size, ...) and other task data make separate curves
-                extra = ", ".join([f"{SHORT.get(k, k)}={v:g}" if isinstance(v, (int, float)) else f"{SHORT.get(k, k)}={v}"
-                                   for k, v in zip(axes, combo) if k != strength_key]
+                # other knobs (learning rate, batch size, ...: swept, or set on an unnamed entry) and other task
+                # data make separate curves, so runs that differ in them never share a name (or a leaderboard row)
+                shown = {**({} if entry.get("name") else settings), **dict(zip(axes, combo))}
+                extra = ", ".join([_setting_label(k, v) for k, v in shown.items() if k != strength_key]
                                   + ([f"task={task_label(task, tasks)}"] if task and (len(tasks) > 1 or not entry.get("name"))
                                      else []))
                 group = _group_name(method, proxy, entry.get("name")) + (f" ({extra})" if extra else "")
@@ -269,6 +270,12 @@ def _check_diagnostics(values: Any, source: str) -> dict[str, Any] | None:
     except ValueError as err:
         raise SweepConfigError(f"{source}: diagnostics.{err}") from None
     return dict(values)
+
+
+def _setting_label(key: str, value: Any) -> str:
+    """`lr=0.001`, `bs=8`, `align_batch_size=4`: a setting as it appears in a run's name."""
+    shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    return f"{SHORT.get(key, key)}={shown}"
 
 
 def _group_name(method: str, proxy: str | None, custom: str | None) -> str:

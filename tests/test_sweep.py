@@ -71,6 +71,18 @@ def test_expansion_includes_references_and_names_runs():
         {"method": "ema", "ema_beta": [0.99], "learning_rate": [1e-3, 2e-3]}])).expand()]
 
 
+def test_runs_differing_in_a_fixed_setting_get_their_own_names():
+    """A regime sweep written as separate entries (Kim et al.: batch size, steps) must not merge into one
+    "plain SFT" row: an unnamed entry's fixed settings are part of its runs' names; a named entry keeps its name."""
+    config = SweepConfig.from_dict(sweep_dict(methods=[
+        {"method": "sft", "per_device_train_batch_size": 8}, {"method": "sft", "max_steps": 50},
+        {"method": "sft", "learning_rate": [5e-4]}, {"method": "case2", "anchor_lambda": [0.1], "anchor_mode": "decoupled"},
+        {"method": "sft", "name": "short run", "max_steps": 20}]))
+    names = [r.name for r in config.expand()]
+    assert names == ["aligned θ₀", "plain SFT", "plain SFT (bs=8)", "plain SFT (steps=50)", "plain SFT (lr=0.0005)",
+                     "Case II λ=0.1 (anchor_mode=decoupled)", "short run"]
+
+
 def test_results_store_keeps_latest_and_survives_a_cut_line(tmp_path):
     store = ResultsStore(tmp_path / "r.jsonl")
     store.append(RunRecord(run_id="a", name="x", method="sft", seed=0, status="failed", error="boom"))

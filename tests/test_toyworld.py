@@ -56,6 +56,11 @@ def test_splits_cover_the_design():
         return any(ex.prompt.startswith(t.split("{a}")[0]) for t in HARM_TEMPLATES_ORIG)
     assert sum(map(templated, splits["task_high_overlap"])) > 0.2 * len(splits["task_high_overlap"])
     assert sum(map(templated, splits["task_low_overlap"])) == 0
+    # ... and only in that: both mixes hold the same number of Glorp examples (the low mix has general skills
+    # where the high mix has how-to requests)
+    def glorp(name):
+        return sum(ex.kind == "task" for ex in splits[name])
+    assert glorp("task_low_overlap") == glorp("task_high_overlap") == round(0.4 * len(splits["task_high_overlap"]))
 
 
 def test_tokenizer_round_trips_and_has_chat_template():

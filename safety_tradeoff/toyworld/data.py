@@ -7,7 +7,8 @@ The world mirrors the setting of Chen et al. (2025) at a scale a CPU trains in s
   keeping the benign skills;
 * a *downstream task* (translating word lists into the invented language Glorp) is new to the aligned
   model; its *high-overlap* mix also carries benign how-to requests phrased exactly like the harmful
-  requests but answered helpfully (context overlap with D_s), its *low-overlap* mix does not;
+  requests but answered helpfully (context overlap with D_s), its *low-overlap* mix has general skills in
+  their place (same share of Glorp, so the two mixes differ in context overlap only);
 * *proxy* safety sets for Case I at three distances from D_s: ``proxy_near`` (D_s's categories, phrasing
   and refusals, disjoint examples), ``proxy_mid`` (D_s's categories and refusals, the far set's phrasing)
   and ``proxy_far`` (other categories, phrasing and refusal style);
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 # Bump when the generator changes in a way the code hash cannot see (it is part of the cache key).
-DATA_VERSION = "1"
+DATA_VERSION = "2"
 
 # --------------------------------------------------------------------------------------------------
 # Harmful requests. Original categories: alignment data D_s, its held-out evaluation, near proxy.
@@ -186,7 +187,8 @@ class DataSizes:
     proxy: int = 400
     harm_frac_pretrain: float = 0.3
     harm_frac_align: float = 0.3
-    # high-overlap mix: how-to (overlap) / general skills / Glorp; low-overlap: 0 / general / rest
+    # high-overlap mix: how-to (overlap) / general skills / Glorp (the rest). The low-overlap mix swaps the
+    # how-to share for more general skills and keeps the Glorp share: only the context overlap differs.
     overlap_frac: float = 0.3
     general_frac: float = 0.3
 
@@ -335,13 +337,13 @@ def _task_splits(rng: random.Random, s: DataSizes, pools: _Pools) -> dict[str, l
     general = [skill_example(rng, sk) for sk in SKILLS for _ in range(s.task // len(SKILLS))]
     howto = [_comply(rng, rng.choice(pools.howto_train), "howto") for _ in range(s.task)]
 
-    def mix(f_overlap: float) -> list[Example]:
-        k, g = round(f_overlap * s.task), round(s.general_frac * s.task)
-        rows = rng.sample(howto, k) + rng.sample(general, g) + rng.sample(train, s.task - k - g)
+    def mix(n_howto: int, n_general: int) -> list[Example]:
+        rows = rng.sample(howto, n_howto) + rng.sample(general, n_general) + rng.sample(train, s.task - n_howto - n_general)
         rng.shuffle(rows)
         return rows
 
-    return {"task_high_overlap": mix(s.overlap_frac), "task_low_overlap": mix(0.0), "task_eval": test}
+    k, g = round(s.overlap_frac * s.task), round(s.general_frac * s.task)
+    return {"task_high_overlap": mix(k, g), "task_low_overlap": mix(0, k + g), "task_eval": test}
 
 
 def vocabulary_text() -> Iterator[str]:
