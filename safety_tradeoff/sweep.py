@@ -73,6 +73,8 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
     train = load_dataset_spec(_expand_seed(run.task(sweep), run.seed))
     align = load_dataset_spec(_expand_seed(sweep.proxies[run.proxy], run.seed)) if run.proxy else None
     pilot = _pilot(sweep, run.seed, tokenizer)
+    if pilot and run.method == "case2" and args.anchor_lambda > 0 and args.anchor_radius is None:  # where it settles
+        _predict_equilibrium(pilot, sweep, run, tokenizer, args.anchor_lambda)
     trainer = SafeSFTTrainer(model=model, args=args, train_dataset=train, align_dataset=align,
                              processing_class=tokenizer, callbacks=[pilot] if pilot else None)
     if pilot:
@@ -89,6 +91,8 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
         (step, gap), = pilot.gaps.items()
         low, high = pilot.intervals[step]
         logged.update(pilot_step=float(step), pilot_gap=gap, pilot_gap_low=low, pilot_gap_high=high)
+        if step in pilot.equilibria:
+            logged.update(pilot_eq_gap=pilot.equilibria[step].gap, pilot_eq_radius=pilot.equilibria[step].radius)
     del trainer, model
     gc.collect()
     return str(output_dir), {"train_s": train_s, **logged}
@@ -101,6 +105,16 @@ def _pilot(sweep: SweepConfig, seed: int, tokenizer: Any) -> Any:
     from .diagnostics.pilot import pilot_callback
 
     return pilot_callback(diagnostics_config(sweep, seed), tokenizer)
+
+
+def _predict_equilibrium(pilot: Any, sweep: SweepConfig, run: RunSpec, tokenizer: Any, anchor_lambda: float) -> None:
+    from .diagnostics.pilot import task_batches_for
+
+    config = diagnostics_config(sweep, run.seed)
+    if config.pilot_equilibrium:
+        batches = task_batches_for(config, tokenizer, _expand_seed(run.task(sweep), run.seed))
+        if batches:
+            pilot.predict_equilibrium(anchor_lambda, batches)
 
 
 def diagnostics_config(sweep: SweepConfig, seed: int) -> Any:

@@ -56,6 +56,7 @@ def test_losses_are_token_weighted_and_paired():
     ({"safety_dataset": "x", "max_examples": 0}, "max_examples: must be a positive integer"),
     ({"safety_dataset": "x", "pilot_fraction": 1.0}, "pilot_fraction: must be in"),
     ({"safety_dataset": "x", "pilot_fraction": True}, "pilot_fraction: must be in"),
+    ({"safety_dataset": "x", "pilot_equilibrium": "yes"}, "pilot_equilibrium: must be true or false"),
 ])
 def test_config_errors_name_the_setting(values, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
@@ -194,16 +195,16 @@ def test_pilot_read_out_is_set_against_the_final_gap():
     not, Case II counted apart; runs whose final G_s is not positive have no factor (–)."""
     diag = _diag(grad_norm=0.1, beta=1.0, proxy_order=["near", "far"], task_order=["low", "high"])
 
-    def run(name, method, nll, pilot):
+    def run(name, method, nll, pilot, eq=None):
         r = _record(name, method, 0, nll, dist=1.0, settings={"anchor_lambda": 1.0})
-        r.metrics.update(pilot_gap=pilot, pilot_step=50.0)
+        r.metrics.update(pilot_gap=pilot, pilot_step=50.0, **({} if eq is None else {"pilot_eq_gap": eq}))
         return r
 
     records = [_record("aligned θ₀", "aligned", 0, 0.5), _record("diagnostics", "diagnostics", 0, None,
                                                                 diagnostics=diag),
-               run("Case II λ=1", "case2", 0.54, 0.07),      # final 0.04: 1.75x, within
-               run("Case II λ=0.1", "case2", 0.60, 0.26),    # final 0.10: 2.6x, not within
-               run("Case II λ=3", "case2", 0.51, 0.004),     # final 0.01: 0.4x, not within
+               run("Case II λ=1", "case2", 0.54, 0.07, 0.09),      # final 0.04: 1.75x, within; equilibrium 2.25x
+               run("Case II λ=0.1", "case2", 0.60, 0.26, 0.06),    # final 0.10: 2.6x, not within; equilibrium 0.6x
+               run("Case II λ=3", "case2", 0.51, 0.004, 0.006),    # final 0.01: 0.4x, not within; equilibrium 0.6x
                run("plain SFT", "sft", 0.80, 0.20),          # final 0.30: 0.667x, within
                run("Case I near λ=1", "case1", 0.49, 0.01)]  # final -0.01: no factor
     result = check(records)
@@ -213,9 +214,15 @@ def test_pilot_read_out_is_set_against_the_final_gap():
                                         "Case I near λ=1")] == [True, False, False, True, None]
     summary = result.summary()
     assert (summary["case2_pilot_within_2x"], summary["case2_pilots"]) == (1, 3)
+    assert [rows[n].eq_within_2x for n in ("Case II λ=1", "Case II λ=0.1", "Case II λ=3", "plain SFT")] == \
+        [False, True, True, None]
+    assert rows["Case II λ=0.1"].eq_ratio == pytest.approx(0.06 / 0.10)
+    assert (summary["case2_equilibrium_within_2x"], summary["case2_equilibria"]) == (2, 3)
     text = markdown(result)
     assert "within 2x of the final G_s on 1/3 Case II runs (2/4 over all runs with a positive G_s)" in text
-    assert "| Case I near λ=1 | 0 | 50 | +0.0100 | -0.0100 | nan | – |" in text
+    assert "Case II equilibrium predicted at the pilot step: within 2x of the final G_s on 2/3 Case II runs" in text
+    assert "| Case II λ=0.1 | 0 | 50 | +0.2600 | +0.1000 | 2.6 | **no** | +0.0600 | 0.6 | yes |" in text
+    assert "| Case I near λ=1 | 0 | 50 | +0.0100 | -0.0100 | nan | – | – | – | – |" in text
 
 
 def test_an_order_the_diagnostics_cannot_resolve_is_a_tie_not_a_miss():

@@ -85,3 +85,59 @@ def test_ema_runs_are_read_at_the_averaged_weights(tiny, tmp_path):
         averaged = _hf_loss(stopped.model, tok)
     assert abs(averaged - live) > 1e-4  # θ̄ and θ differ: the check tells them apart
     assert pilot.gaps[3] == pytest.approx(averaged - _hf_loss(theta0, tok), abs=1e-5)
+
+
+def _task_pairs() -> list[tuple[str, str]]:
+    return [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in task_messages(16)]
+
+
+def test_case2_equilibrium_is_the_objective_minimum_along_the_pilot_ray(tiny, tmp_path):
+    """A Case II run (λ = 0.5) predicts its equilibrium at the pilot step: recomputed here by hand from the same
+    run stopped there, with transformers' own loss for L_task (one batch holding all the task pairs) and for L_s,
+    and the distance from torch's norm of the flattened difference. Training is not disturbed by the scan."""
+    lam = 0.5
+    _, tok = load_tiny(tiny)
+    safety = make_batches(encode_pairs(tok, _pairs(), 64), 3, pad_id_of(tok), "cpu")
+    task = make_batches(encode_pairs(tok, _task_pairs(), 64), 5, pad_id_of(tok), "cpu")
+    pilot = SafetyGapCallback(safety, fraction=0.5)
+    pilot.predict_equilibrium(lam, task)
+    trainer = _trainer(tiny, tmp_path / "full", 6, [pilot], anchor_lambda=lam)
+    trainer.train()
+    (eq,) = pilot.equilibria.values()
+
+    theta0, _ = load_tiny(tiny)
+    stopped = _trainer(tiny, tmp_path / "stopped", 3, anchor_lambda=lam)  # constant learning rate: the same 3 steps
+    stopped.train()
+    model = stopped.model
+    start = [p.detach().clone() for p in theta0.parameters()]
+    end = [p.detach().clone() for p in model.parameters()]
+    r = torch.cat([(b - a).flatten() for a, b in zip(start, end)]).double().norm().item()
+    (task_batch,) = make_batches(encode_pairs(tok, _task_pairs(), 64), 64, pad_id_of(tok), "cpu")
+
+    def at(t):
+        with torch.no_grad():
+            for p, a, b in zip(model.parameters(), start, end):
+                p.copy_(a + t * (b - a))
+        model.eval()
+        with torch.no_grad():
+            task_loss = float(model(input_ids=task_batch["input_ids"], attention_mask=task_batch["attention_mask"],
+                                    labels=task_batch["labels"]).loss)
+        return task_loss + lam / 2 * (t * r) ** 2, _hf_loss(model, tok)
+
+    grid = [1.5 * i / 30 for i in range(31)]
+    values = {t: at(t) for t in grid}
+    t_star = min(grid, key=lambda t: values[t][0])
+    assert 0 < t_star < 1.5  # an interior minimum: the penalty and the task balance on the ray
+    assert eq.t == pytest.approx(t_star) and eq.radius == pytest.approx(t_star * r, rel=1e-5)
+    assert eq.gap == pytest.approx(values[t_star][1] - _hf_loss(theta0, tok), abs=1e-5)
+
+    undisturbed = _trainer(tiny, tmp_path / "plain", 6, anchor_lambda=lam)
+    undisturbed.train()
+    for a, b in zip(trainer.model.parameters(), undisturbed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_equilibrium_needs_task_data():
+    pilot = SafetyGapCallback([{"input_ids": torch.zeros(1, 2)}], fraction=0.5)
+    with pytest.raises(ValueError, match="no task batches"):
+        pilot.predict_equilibrium(0.1, [])

@@ -227,6 +227,10 @@ def test_small_demo_shows_the_tradeoffs_and_the_theory_predicts_them(tmp_path, t
     # report sets it against the final G_s
     assert {p.name for p in result.pilots} == {n for n in records if n not in ("aligned θ₀", "diagnostics")}
     assert all(p.step == 50 for p in result.pilots) and "### Pilot read-out" in text
+    # Case II penalty runs also predict their equilibrium (the ball and every other method do not)
+    assert {p.name for p in result.pilots if p.equilibrium is not None} == {"Case II λ=0.01", "Case II λ=3"}
+    assert records["Case II λ=3"]["pilot_eq_radius"] < records["Case II λ=0.01"]["pilot_eq_radius"]
+    assert "Case II equilibrium predicted at the pilot step" in text
     assert "Predicted vs measured" in report.summary and "## Claims of the papers" in report.summary
     claims = {c.key: c for c in report.claims}
     assert claims["c"].verdict == "holds", claims["c"]  # near < far at λ = 0.1, asserted above on the metrics

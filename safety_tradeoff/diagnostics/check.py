@@ -6,7 +6,8 @@ Measured G_s of a run = its ``alignment_nll`` − the aligned model's, same seed
   r = ‖θ − θ₀‖ (``dist_to_theta0``), with that seed's gradient norm and β_s. The same bound is also
   checked on every other fine-tuned run (any θ lies in the ball of its own radius).
 * Pilot read-out: each run's G_s after ``pilot_fraction`` of its steps (``pilot_gap``) against its final
-  G_s; within a factor of 2 or not.
+  G_s; within a factor of 2 or not. Case II penalty runs also carry the predicted equilibrium
+  (``pilot_eq_gap``, `equilibrium.py`), checked the same way.
 * Proxy ordering: runs that differ only in the proxy set (same seed, method, strength, task data)
   are ordered by measured G_s and compared with the predicted order: the diagnostics' (cross-loss gap
   at θ₀), and the pilot read-outs'.
@@ -56,17 +57,29 @@ class PilotRow:
     step: int
     pilot: float
     gap: float
+    equilibrium: float | None = None  # Case II penalty runs: G_s at the predicted equilibrium
 
     @property
     def ratio(self) -> float:
         return self.pilot / self.gap if self.gap > 0 else math.nan
 
     @property
+    def eq_ratio(self) -> float:
+        return self.equilibrium / self.gap if self.equilibrium is not None and self.gap > 0 else math.nan
+
+    @property
     def within_2x(self) -> bool | None:
         """Within a factor of 2 of the final G_s; None when the final G_s is not positive (no factor to speak of)."""
-        if self.gap <= 0:
-            return None
-        return 0.5 <= self.ratio <= 2.0
+        return _within_2x(self.ratio, self.gap)
+
+    @property
+    def eq_within_2x(self) -> bool | None:
+        """The equilibrium prediction within a factor of 2 of the final G_s; None without one or a positive G_s."""
+        return None if self.equilibrium is None else _within_2x(self.eq_ratio, self.gap)
+
+
+def _within_2x(ratio: float, gap: float) -> bool | None:
+    return None if gap <= 0 else 0.5 <= ratio <= 2.0
 
 
 @dataclass
@@ -121,6 +134,8 @@ class TheoryCheck:
                 "task_order_matches": sum(c.matches for c in self.tasks), "task_comparisons": len(self.tasks),
                 "case2_pilot_within_2x": sum(bool(p.within_2x) for p in self.pilots if p.method in CASE2),
                 "case2_pilots": sum(p.within_2x is not None for p in self.pilots if p.method in CASE2),
+                "case2_equilibrium_within_2x": sum(bool(p.eq_within_2x) for p in self.pilots if p.method in CASE2),
+                "case2_equilibria": sum(p.eq_within_2x is not None for p in self.pilots if p.method in CASE2),
                 "pilot_proxy_order_matches": sum(c.matches for c in self.pilot_proxies),
                 "pilot_proxy_comparisons": len(self.pilot_proxies),
                 "pilot_task_order_matches": sum(c.matches for c in self.pilot_tasks),
@@ -167,7 +182,8 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
     for r, gap in runs:
         pilot, step = finite(r.metrics.get("pilot_gap")), finite(r.metrics.get("pilot_step"))
         if pilot is not None and step is not None:
-            result.pilots.append(PilotRow(r.name, r.method, r.seed, int(step), pilot, gap))
+            result.pilots.append(PilotRow(r.name, r.method, r.seed, int(step), pilot, gap,
+                                          finite(r.metrics.get("pilot_eq_gap"))))
     lora = 0
     for r, gap in runs:
         radius = finite(r.metrics.get("dist_to_theta0"))

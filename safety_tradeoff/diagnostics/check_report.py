@@ -112,12 +112,24 @@ def _pilot_markdown(result: TheoryCheck) -> list[str]:
            f"({sum(bool(p.within_2x) for p in positive)}/{len(positive)} over all runs with a positive G_s)", "",
            "G_s on D_s measured during each run after `pilot_fraction` of its steps (diagnostics settings; "
            "`diagnostics/pilot.py`), against the final G_s from the evaluation. Where they are within 2x, the "
-           "pilot would have told the sweep's outcome at that fraction of its cost.", "",
-           "| run | seed | pilot step | pilot G_s | final G_s | pilot / final | within 2x |", "|---|---|---|---|---|---|---|"]
+           "pilot would have told the sweep's outcome at that fraction of its cost."]
+    if any(p.equilibrium is not None for p in rows):
+        out += ["", f"**Case II equilibrium predicted at the pilot step: within 2x of the final G_s on "
+                f"{s['case2_equilibrium_within_2x']}/{s['case2_equilibria']} Case II runs.** The minimiser of the run's "
+                "own objective L_task + (λ/2)‖θ − θ₀‖² along θ₀ → θ_pilot, and G_s there "
+                "(`diagnostics/equilibrium.py`): the pilot's G_s overshoots where the penalty is still pulling θ back."]
+    out += ["", "| run | seed | pilot step | pilot G_s | final G_s | pilot / final | within 2x "
+            "| equilibrium G_s | equilibrium / final | within 2x |", "|---|---|---|---|---|---|---|---|---|---|"]
     for p in rows:
-        verdict = "–" if p.within_2x is None else "yes" if p.within_2x else "**no**"
-        out.append(f"| {p.name} | {p.seed} | {p.step} | {p.pilot:+.4f} | {p.gap:+.4f} | {p.ratio:.3g} | {verdict} |")
+        eq = ("– | – | –" if p.equilibrium is None else
+              f"{p.equilibrium:+.4f} | {p.eq_ratio:.3g} | {_verdict(p.eq_within_2x)}")
+        out.append(f"| {p.name} | {p.seed} | {p.step} | {p.pilot:+.4f} | {p.gap:+.4f} | {p.ratio:.3g} | "
+                   f"{_verdict(p.within_2x)} | {eq} |")
     return out
+
+
+def _verdict(within: bool | None) -> str:
+    return "–" if within is None else "yes" if within else "**no**"
 
 
 def plot_bound(result: TheoryCheck, path: Path) -> str | None:

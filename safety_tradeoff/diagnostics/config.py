@@ -46,6 +46,10 @@ class DiagnosticsConfig:
             measured and recorded (`pilot_gap`); the report sets it against the run's final G_s, so a
             sweep can be judged, and pruned, after a fraction of its cost. 0 turns it off. EMA runs are
             read at θ̄ (the weights they are evaluated at).
+        pilot_equilibrium (`bool`, True): at the pilot step of a Case II penalty run, also predict where it
+            settles (`pilot_eq_gap`): the minimiser of its objective along θ₀ → θ_pilot and G_s there
+            (`diagnostics/equilibrium.py`; forward passes on `max_examples` of the run's task data, and a copy
+            of θ₀'s trainable weights held during the run).
 
     Output
         radii (`list[float]`, []): radii r at which to print the Case II bound on G_s.
@@ -70,6 +74,7 @@ class DiagnosticsConfig:
     hessian_params: str = "all"
     lora_r: int = 8
     pilot_fraction: float = 1 / 3
+    pilot_equilibrium: bool = True
     radii: list[float] = field(default_factory=list)
     seed: int = 0
 
@@ -90,6 +95,8 @@ class DiagnosticsConfig:
                 or not 0 <= self.pilot_fraction < 1:
             raise ValueError(f"pilot_fraction: must be in [0, 1) (0 turns the pilot read-out off), "
                              f"got {self.pilot_fraction!r}")
+        if not isinstance(self.pilot_equilibrium, bool):
+            raise ValueError(f"pilot_equilibrium: must be true or false, got {self.pilot_equilibrium!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed: must be an integer, got {self.seed!r}")
         for name in ("prompt_column", "response_column"):

@@ -9,6 +9,9 @@ reads it after ``pilot_fraction`` of every run's steps (``pilot_gap``), and the 
 run's final G_s (`diagnostics/check.py`): if the early value is within a factor of 2, a sweep can be pruned
 after a fraction of its cost. Where it is not (penalties still pulling θ back late in the schedule), the
 report says so. EMA runs are read at θ̄, the weights they are evaluated at.
+
+Case II penalty runs also get a prediction of where they settle (``pilot_eq_gap``, `equilibrium.py`): the
+minimiser of their own objective along the pilot's direction from θ₀, and G_s there.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .config import DiagnosticsConfig
-from .examples import Forward, encode_pairs, forward_stats, load_pairs, make_batches, pad_id_of
+from .equilibrium import RayEquilibrium, ray_equilibrium
+from .examples import (DiagnosticsDataError, Forward, encode_pairs, forward_stats, load_pairs, make_batches,
+                       pad_id_of)
 from .similarity import paired_loss_gap
 
 
@@ -33,7 +38,11 @@ class SafetyGapCallback(TrainerCallback):
     ``weights``: a context manager that swaps in the weights the run will be evaluated at, e.g. an EMA
     trainer's ``ema_weights`` (θ̄); by default the live weights. Single process (the sweep's runs); the model
     is scored in eval mode without gradients and put back in the mode it was in, so training is not
-    disturbed (no random numbers are drawn)."""
+    disturbed (no random numbers are drawn).
+
+    After :meth:`predict_equilibrium` (Case II penalty runs), the pilot step also records
+    ``equilibria[step]``, the :class:`RayEquilibrium` of the run's objective along θ₀ → θ_step; it keeps a copy
+    of θ₀'s trainable weights from train begin for that."""
 
     def __init__(self, batches: list[dict], fraction: float,
                  weights: Callable[[], AbstractContextManager] | None = None, *, n_boot: int = 200,
@@ -48,6 +57,16 @@ class SafetyGapCallback(TrainerCallback):
         self.theta0: Forward | None = None
         self.gaps: dict[int, float] = {}
         self.intervals: dict[int, tuple[float, float]] = {}
+        self.anchor_lambda: float | None = None
+        self.task_batches: list[dict] = []
+        self.params0: list[Any] = []
+        self.equilibria: dict[int, RayEquilibrium] = {}
+
+    def predict_equilibrium(self, anchor_lambda: float, task_batches: list[dict]) -> None:
+        """Also predict the Case II equilibrium at the pilot step (penalty `anchor_lambda`, the run's task data)."""
+        if not task_batches:
+            raise ValueError("predict_equilibrium: no task batches to score")
+        self.anchor_lambda, self.task_batches = float(anchor_lambda), task_batches
 
     def _forward(self, model: Any) -> Forward:
         device = next(model.parameters()).device
@@ -65,6 +84,8 @@ class SafetyGapCallback(TrainerCallback):
         self.step = pilot_step(state.max_steps, self.fraction)
         if self.step is not None and state.global_step == 0:
             self.theta0 = self._forward(model)
+            if self.anchor_lambda is not None:
+                self.params0 = [p.detach().clone() for p in self._trainable(model)]
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step == self.step and self.theta0 is not None:
@@ -73,6 +94,25 @@ class SafetyGapCallback(TrainerCallback):
                                   level=self.level, seed=self.seed)
             self.gaps[state.global_step] = gap.value
             self.intervals[state.global_step] = (gap.low, gap.high)
+            if self.params0:
+                self.equilibria[state.global_step] = self._equilibrium(model)
+
+    @staticmethod
+    def _trainable(model: Any) -> list[Any]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def _equilibrium(self, model: Any) -> RayEquilibrium:
+        device = self.params0[0].device
+        if self.task_batches[0]["input_ids"].device != device:
+            self.task_batches = [{k: v.to(device) if hasattr(v, "to") else v for k, v in b.items()}
+                                 for b in self.task_batches]
+        was_training = model.training
+        model.eval()
+        try:
+            return ray_equilibrium(model, self.params0, self._trainable(model), self.anchor_lambda,
+                                   self.task_batches, self.batches, self.theta0.loss)
+        finally:
+            model.train(was_training)
 
 
 def pilot_step(max_steps: int | None, fraction: float) -> int | None:
@@ -93,3 +133,16 @@ def pilot_callback(config: DiagnosticsConfig, tokenizer: Any) -> SafetyGapCallba
                            "cpu")
     return SafetyGapCallback(batches, config.pilot_fraction, n_boot=config.bootstrap, level=config.confidence,
                              seed=config.seed)
+
+
+def task_batches_for(config: DiagnosticsConfig, tokenizer: Any, task_spec: str) -> list[dict] | None:
+    """A seeded sample of a run's task data, encoded like D_s, for :meth:`SafetyGapCallback.predict_equilibrium`;
+    None (with the reason printed) when the task data are not (prompt, response) pairs the diagnostics can read:
+    the prediction is then skipped, never the run."""
+    try:
+        pairs = load_pairs(task_spec, max_examples=config.max_examples, seed=config.seed)
+    except DiagnosticsDataError as err:
+        print(f"pilot: no Case II equilibrium prediction for {task_spec}: {err}")
+        return None
+    return make_batches(encode_pairs(tokenizer, pairs, config.max_length), config.batch_size, pad_id_of(tokenizer),
+                        "cpu")
