@@ -84,7 +84,10 @@ class SafetyGapCallback(TrainerCallback):
         self.step = pilot_step(state.max_steps, self.fraction)
         if self.step is not None and state.global_step == 0:
             self.theta0 = self._forward(model)
-            if self.anchor_lambda is not None:
+            if self.anchor_lambda is not None and getattr(model, "peft_config", None):
+                # the penalty may act on the merged LoRA update (lora_delta), which the ray does not model
+                print("pilot: no Case II equilibrium prediction for a PEFT model (full-weight runs only)")
+            elif self.anchor_lambda is not None:
                 self.params0 = [p.detach().clone() for p in self._trainable(model)]
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
