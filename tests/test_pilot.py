@@ -141,3 +141,21 @@ def test_equilibrium_needs_task_data():
     pilot = SafetyGapCallback([{"input_ids": torch.zeros(1, 2)}], fraction=0.5)
     with pytest.raises(ValueError, match="no task batches"):
         pilot.predict_equilibrium(0.1, [])
+
+
+def test_no_equilibrium_for_a_lora_run(tiny, tmp_path, capsys):
+    """With LoRA the penalty can act on the merged update, which the ray does not model: the pilot still reads
+    G_s, and says why it predicts no equilibrium."""
+    from peft import LoraConfig
+
+    model, tok = load_tiny(tiny)
+    safety = make_batches(encode_pairs(tok, _pairs(), 64), 3, pad_id_of(tok), "cpu")
+    pilot = SafetyGapCallback(safety, fraction=0.5)
+    pilot.predict_equilibrium(0.5, make_batches(encode_pairs(tok, _task_pairs(), 64), 5, pad_id_of(tok), "cpu"))
+    args = SafetySFTConfig(**{**CPU_ARGS, **EXACT_ARGS, "output_dir": str(tmp_path), "max_steps": 4,
+                              "per_device_train_batch_size": 4, "learning_rate": 0.3, "anchor_lambda": 0.5})
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM")
+    SafeSFTTrainer(model=model, args=args, train_dataset=task_messages(16), processing_class=tok,
+                   peft_config=lora, callbacks=[pilot]).train()
+    assert set(pilot.gaps) == {2} and pilot.equilibria == {}
+    assert "no Case II equilibrium prediction for a PEFT model" in capsys.readouterr().out
