@@ -131,3 +131,20 @@ def test_overlap_order_comes_from_the_diagnostics_when_names_do_not_say():
         "predicted": {"task_order": ["mix_b", "mix_a"], "proxy_order": []}}})
     claim = next(c for c in check_claims(records + [diag]) if c.key == "d")
     assert claim.verdict == HOLDS and "G_s +1.00 → +0.70" in claim.detail, claim
+
+
+def test_a_rising_proxy_curve_is_explained_by_its_cross_loss_end_point():
+    """far's G_s does not fall with λ (1.0 → 0.8 → 1.6 over λ = 0 (plain SFT), 0.1, 1) and its cross-loss gap at θ₀
+    (mean over seeds (1.4 + 1.8) / 2 = 1.6) lies above plain SFT's G_s: claim (b) says why it cannot hold for far;
+    near, which falls, gets no such note, nor does far without diagnostics."""
+    def diag(seed, far_gap):
+        proxies = {"near": {"cross_loss_gap": {"value": 0.01}}, "far": {"cross_loss_gap": {"value": far_gap}}}
+        return RunRecord(run_id=f"d{seed}", name="diagnostics", method="diagnostics", seed=seed,
+                         config={"diagnostics": {"proxies": proxies}}, metrics={})
+
+    records = world(0, far_nll=2.1) + world(1, far_nll=2.1)
+    (b,) = [c for c in check_claims(records) if c.key == "b"]
+    assert b.verdict == FAILS and "end point" not in b.detail
+    (b,) = [c for c in check_claims(records + [diag(0, 1.4), diag(1, 1.8)]) if c.key == "b"]
+    assert "cross-loss gap +1.600" in b.detail and "drives G_s up towards it" in b.detail
+    assert b.detail.count("end point") == 1 and b.detail.index("end point") < b.detail.index("near:")
