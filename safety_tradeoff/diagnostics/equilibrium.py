@@ -47,16 +47,15 @@ def ray_equilibrium(model: Any, theta0: Sequence[Any], params: Sequence[Any], an
     if points < 2 or span <= 0:
         raise ValueError(f"the scan needs points >= 2 and span > 0, got {points} and {span}")
     with torch.no_grad():
-        now = [p.detach().clone() for p in params]
-        step = [p - p0 for p, p0 in zip(now, theta0)]
-        radius = float(torch.sqrt(sum((d.double() ** 2).sum() for d in step)))
+        now = [p.detach().clone() for p in params]  # θ_k: one copy of the weights, the only extra memory
+        radius = float(torch.sqrt(sum(((p - p0).double() ** 2).sum() for p, p0 in zip(now, theta0))))
         best: tuple[float, float] | None = None  # (objective, t)
         scanned: dict[float, float] = {}
         try:
             for i in range(points):
                 t = span * i / (points - 1)
-                for p, p0, d in zip(params, theta0, step):
-                    p.copy_(p0 + t * d)
+                for p, p0, end in zip(params, theta0, now):
+                    p.copy_(p0 + t * (end - p0))  # one parameter's temporaries at a time
                 objective = forward_stats(model, task_batches).loss + 0.5 * anchor_lambda * (t * radius) ** 2
                 if best is None or objective < best[0]:
                     best = (objective, t)
