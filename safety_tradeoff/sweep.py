@@ -72,9 +72,7 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
                               "seed": run.seed, "data_seed": run.seed})
     train = load_dataset_spec(_expand_seed(run.task(sweep), run.seed))
     align = load_dataset_spec(_expand_seed(sweep.proxies[run.proxy], run.seed)) if run.proxy else None
-    pilot = _pilot(sweep, run.seed, tokenizer)
-    if pilot and run.method == "case2" and args.anchor_lambda > 0 and args.anchor_radius is None:  # where it settles
-        _predict_equilibrium(pilot, sweep, run, tokenizer, args.anchor_lambda)
+    pilot = _pilot(sweep, run, tokenizer, args)
     trainer = SafeSFTTrainer(model=model, args=args, train_dataset=train, align_dataset=align,
                              processing_class=tokenizer, callbacks=[pilot] if pilot else None)
     if pilot:
@@ -98,23 +96,21 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
     return str(output_dir), {"train_s": train_s, **logged}
 
 
-def _pilot(sweep: SweepConfig, seed: int, tokenizer: Any) -> Any:
-    """The pilot read-out's callback (G_s on D_s part-way through the run) when the sweep has diagnostics."""
+def _pilot(sweep: SweepConfig, run: RunSpec, tokenizer: Any, args: Any) -> Any:
+    """The pilot read-out's callback (G_s on D_s part-way through the run) when the sweep has diagnostics; on a
+    Case II penalty run it also predicts where the run settles (its equilibrium along θ₀ → θ_pilot)."""
     if not sweep.diagnostics:
         return None
-    from .diagnostics.pilot import pilot_callback
-
-    return pilot_callback(diagnostics_config(sweep, seed), tokenizer)
-
-
-def _predict_equilibrium(pilot: Any, sweep: SweepConfig, run: RunSpec, tokenizer: Any, anchor_lambda: float) -> None:
-    from .diagnostics.pilot import task_batches_for
+    from .diagnostics.pilot import pilot_callback, task_batches_for
 
     config = diagnostics_config(sweep, run.seed)
-    if config.pilot_equilibrium:
+    pilot = pilot_callback(config, tokenizer)
+    penalty_only = run.method == "case2" and args.anchor_lambda > 0 and args.anchor_radius is None
+    if pilot and penalty_only and config.pilot_equilibrium:
         batches = task_batches_for(config, tokenizer, _expand_seed(run.task(sweep), run.seed))
         if batches:
-            pilot.predict_equilibrium(anchor_lambda, batches)
+            pilot.predict_equilibrium(args.anchor_lambda, batches)
+    return pilot
 
 
 def diagnostics_config(sweep: SweepConfig, seed: int) -> Any:

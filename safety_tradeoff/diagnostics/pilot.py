@@ -69,9 +69,7 @@ class SafetyGapCallback(TrainerCallback):
         self.anchor_lambda, self.task_batches = float(anchor_lambda), task_batches
 
     def _forward(self, model: Any) -> Forward:
-        device = next(model.parameters()).device
-        if self.batches[0]["input_ids"].device != device:
-            self.batches = [{k: v.to(device) if hasattr(v, "to") else v for k, v in b.items()} for b in self.batches]
+        self.batches = _on(self.batches, next(model.parameters()).device)
         was_training = model.training
         model.eval()
         try:
@@ -105,10 +103,7 @@ class SafetyGapCallback(TrainerCallback):
         return [p for p in model.parameters() if p.requires_grad]
 
     def _equilibrium(self, model: Any) -> RayEquilibrium:
-        device = self.params0[0].device
-        if self.task_batches[0]["input_ids"].device != device:
-            self.task_batches = [{k: v.to(device) if hasattr(v, "to") else v for k, v in b.items()}
-                                 for b in self.task_batches]
+        self.task_batches = _on(self.task_batches, self.params0[0].device)
         was_training = model.training
         model.eval()
         try:
@@ -116,6 +111,13 @@ class SafetyGapCallback(TrainerCallback):
                                    self.task_batches, self.batches, self.theta0.loss)
         finally:
             model.train(was_training)
+
+
+def _on(batches: list[dict], device: Any) -> list[dict]:
+    """`batches` on `device` (moved once, on first use: they are built on the CPU before the model is placed)."""
+    if batches[0]["input_ids"].device == device:
+        return batches
+    return [{k: v.to(device) if hasattr(v, "to") else v for k, v in b.items()} for b in batches]
 
 
 def pilot_step(max_steps: int | None, fraction: float) -> int | None:
@@ -132,10 +134,8 @@ def pilot_callback(config: DiagnosticsConfig, tokenizer: Any) -> SafetyGapCallba
         return None
     pairs = load_pairs(config.safety_dataset, prompt_column=config.prompt_column,
                        response_column=config.response_column, max_examples=config.max_examples, seed=config.seed)
-    batches = make_batches(encode_pairs(tokenizer, pairs, config.max_length), config.batch_size, pad_id_of(tokenizer),
-                           "cpu")
-    return SafetyGapCallback(batches, config.pilot_fraction, n_boot=config.bootstrap, level=config.confidence,
-                             seed=config.seed)
+    return SafetyGapCallback(_batches(config, tokenizer, pairs), config.pilot_fraction, n_boot=config.bootstrap,
+                             level=config.confidence, seed=config.seed)
 
 
 def task_batches_for(config: DiagnosticsConfig, tokenizer: Any, task_spec: str) -> list[dict] | None:
@@ -147,5 +147,10 @@ def task_batches_for(config: DiagnosticsConfig, tokenizer: Any, task_spec: str) 
     except DiagnosticsDataError as err:
         print(f"pilot: no Case II equilibrium prediction for {task_spec}: {err}")
         return None
+    return _batches(config, tokenizer, pairs)
+
+
+def _batches(config: DiagnosticsConfig, tokenizer: Any, pairs: list[tuple[str, str]]) -> list[dict]:
+    """(prompt, response) pairs encoded and batched the way `safety-tradeoff diagnose` scores them."""
     return make_batches(encode_pairs(tokenizer, pairs, config.max_length), config.batch_size, pad_id_of(tokenizer),
                         "cpu")

@@ -107,8 +107,9 @@ def _cross_loss_gaps(diagnostics: Iterable[object]) -> dict[str, float]:
     Case I's λ → ∞ end point)."""
     values: dict[str, list[float]] = defaultdict(list)
     for diag in diagnostics:
-        for name, entry in ((diag or {}).get("proxies") or {}).items() if isinstance(diag, dict) else ():
-            value = finite(((entry or {}).get("cross_loss_gap") or {}).get("value"))
+        proxies = diag.get("proxies") if isinstance(diag, dict) else None
+        for name, entry in (proxies or {}).items():
+            value = finite((entry.get("cross_loss_gap") or {}).get("value")) if isinstance(entry, dict) else None
             if value is not None:
                 values[name].append(value)
     return {name: statistics.fmean(v) for name, v in values.items()}
@@ -160,9 +161,9 @@ def claim_b(runs: _Runs) -> Claim:
         per_seed = sum(all(by_lambda[b].get(s, math.inf) < by_lambda[a].get(s, -math.inf)
                            for a, b in zip(lambdas, lambdas[1:])) for s in runs.seeds)
         end = runs.cross_loss_gaps.get(proxy)
+        above_sft = not falls and end is not None and 0.0 in by_lambda and end > means[0]
         why = (f"; its λ → ∞ end point (G_s after fitting θ₀ on the proxy alone, the cross-loss gap {end:+.3f}) "
-               "lies above plain SFT's G_s: a large λ drives G_s up towards it, not down" if not falls and end is not None and 0.0 in by_lambda and end > means[0]
-               else "")
+               "lies above plain SFT's G_s: a large λ drives G_s up towards it, not down") if above_sft else ""
         parts.append(f"{proxy}: " + ", ".join(f"λ={lam:g} {m:+.3f}" for lam, m in zip(lambdas, means))
                      + f" ({'falls' if falls else 'does not fall'}; falls on {per_seed}/{len(runs.seeds)} seeds{why})")
     return Claim("b", text, HOLDS if ok else FAILS, "; ".join(parts) + " (mean G_s, λ=0 is plain SFT)")
