@@ -85,12 +85,20 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
     trainer.save_model(str(output_dir))
     carry_marker(base, [output_dir])
     logged = _last_logged(trainer.state.log_history, ("align_lambda", "task_loss", "align_loss"))
+    if pilot and pilot.final:
+        logged.update(zip(("final_gap", "final_gap_low", "final_gap_high"), pilot.final))
     if pilot and pilot.gaps:
         (step, gap), = pilot.gaps.items()
         low, high = pilot.intervals[step]
         logged.update(pilot_step=float(step), pilot_gap=gap, pilot_gap_low=low, pilot_gap_high=high)
-        if step in pilot.equilibria:
-            logged.update(pilot_eq_gap=pilot.equilibria[step].gap, pilot_eq_radius=pilot.equilibria[step].radius)
+        predicted = pilot.prediction(step)
+        if predicted:
+            logged.update(pilot_eq_gap=predicted[0], pilot_eq_radius=predicted[1],
+                          pilot_ray_gap=pilot.equilibria[step].gap)
+            if step in pilot.rows:
+                logged["pilot_rows_gap"] = pilot.rows[step].gap
+            if pilot.efolds.get(step) is not None:
+                logged["pilot_relax_efolds"] = pilot.efolds[step]
     del trainer, model
     gc.collect()
     return str(output_dir), {"train_s": train_s, **logged}
@@ -98,7 +106,7 @@ def train_run(run: RunSpec, sweep: SweepConfig, output_dir: Path) -> tuple[str, 
 
 def _pilot(sweep: SweepConfig, run: RunSpec, tokenizer: Any, args: Any) -> Any:
     """The pilot read-out's callback (G_s on D_s part-way through the run) when the sweep has diagnostics; on a
-    Case II penalty run it also predicts where the run settles (its equilibrium along θ₀ → θ_pilot)."""
+    Case II penalty run it also predicts where the run settles (`diagnostics/equilibrium.py`)."""
     if not sweep.diagnostics:
         return None
     from .diagnostics.pilot import pilot_callback, task_batches_for
@@ -109,7 +117,7 @@ def _pilot(sweep: SweepConfig, run: RunSpec, tokenizer: Any, args: Any) -> Any:
     if pilot and penalty_only and config.pilot_equilibrium:
         batches = task_batches_for(config, tokenizer, _expand_seed(run.task(sweep), run.seed))
         if batches:
-            pilot.predict_equilibrium(args.anchor_lambda, batches)
+            pilot.predict_equilibrium(args.anchor_lambda, batches, args.anchor_mode)
     return pilot
 
 

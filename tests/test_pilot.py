@@ -130,6 +130,9 @@ def test_case2_equilibrium_is_the_objective_minimum_along_the_pilot_ray(tiny, tm
     assert 0 < t_star < 1.5  # an interior minimum: the penalty and the task balance on the ray
     assert eq.t == pytest.approx(t_star) and eq.radius == pytest.approx(t_star * r, rel=1e-5)
     assert eq.gap == pytest.approx(values[t_star][1] - _hf_loss(theta0, tok), abs=1e-5)
+    # SGD at a constant 0.3 for the 3 steps left: κ = λ·Σ lr = 0.5·0.9 < 1, so the ray is the prediction
+    assert pilot.efolds[3] == pytest.approx(lam * 0.3 * 3) and pilot.rows == {}
+    assert pilot.prediction(3) == (eq.gap, eq.radius)
 
     undisturbed = _trainer(tiny, tmp_path / "plain", 6, anchor_lambda=lam)
     undisturbed.train()
@@ -159,3 +162,107 @@ def test_no_equilibrium_for_a_lora_run(tiny, tmp_path, capsys):
                    peft_config=lora, callbacks=[pilot]).train()
     assert set(pilot.gaps) == {2} and pilot.equilibria == {}
     assert "no Case II equilibrium prediction for a PEFT model" in capsys.readouterr().out
+
+
+def test_case2_row_equilibrium_minimises_the_objective_over_row_shares(tiny, tmp_path):
+    """With a penalty that relaxes θ within the run (SGD at 0.3 for 3 more steps, λ = 2: κ = 1.8 ≥ 1) the pilot
+    predicts from per-row shares of its displacement. Recomputed here independently of its chain rule: θ(s) =
+    θ₀ + s⊙d built with torch.func.functional_call from the run stopped at the pilot step, transformers' own loss
+    for L_task and L_s, torch's norm of the flattened difference for the penalty, and autograd for the gradient."""
+    from torch.func import functional_call
+
+    lam = 2.0
+    _, tok = load_tiny(tiny)
+    safety = make_batches(encode_pairs(tok, _pairs(), 64), 3, pad_id_of(tok), "cpu")
+    task = make_batches(encode_pairs(tok, _task_pairs(), 64), 5, pad_id_of(tok), "cpu")
+    pilot = SafetyGapCallback(safety, fraction=0.5)
+    pilot.predict_equilibrium(lam, task)
+    trainer = _trainer(tiny, tmp_path / "full", 6, [pilot], anchor_lambda=lam)
+    trainer.train()
+    assert pilot.efolds[3] == pytest.approx(lam * 0.3 * 3)
+    rows = pilot.rows[3]
+    assert pilot.prediction(3) == (rows.gap, rows.radius)
+
+    theta0, _ = load_tiny(tiny)
+    stopped = _trainer(tiny, tmp_path / "stopped", 3, anchor_lambda=lam)
+    stopped.train()
+    model = stopped.model.eval()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    start = dict(theta0.named_parameters())
+    d = {n: (p.detach() - start[n].detach()) for n, p in model.named_parameters() if p.requires_grad}
+    (task_batch,) = make_batches(encode_pairs(tok, _task_pairs(), 64), 64, pad_id_of(tok), "cpu")
+    (safety_batch,) = make_batches(encode_pairs(tok, _pairs(), 64), 64, pad_id_of(tok), "cpu")
+
+    def weights(shares):
+        out = {}
+        for n, s in zip(names, shares):
+            x = d[n]
+            scale = s.reshape(-1, *([1] * (x.dim() - 1))) if x.dim() > 1 else s
+            out[n] = start[n].detach() + scale * x
+        return out
+
+    def objective(shares):
+        w = weights(shares)
+        loss = functional_call(model, w, args=(), kwargs={k: task_batch[k] for k in ("input_ids", "attention_mask",
+                                                                                        "labels")}).loss
+        sq = torch.cat([(w[n] - start[n].detach()).flatten() for n in names]).pow(2).sum()
+        return loss + lam / 2 * sq
+
+    found = [s.clone().requires_grad_(True) for s in rows.shares]
+    ones = [torch.ones_like(s, requires_grad=True) for s in rows.shares]
+    value, at_one = objective(found), objective(ones)
+    assert float(value) == pytest.approx(rows.objective, rel=1e-5)
+    ray_best = min(float(objective([torch.full_like(s, 1.5 * i / 30) for s in rows.shares])) for i in range(31))
+    assert float(value) < min(float(at_one), ray_best)  # better than the pilot's weights and than the whole ray
+    grad_found = torch.cat([g.flatten() for g in torch.autograd.grad(value, found)]).norm()
+    grad_one = torch.cat([g.flatten() for g in torch.autograd.grad(at_one, ones)]).norm()
+    assert grad_found < 0.05 * grad_one  # (near-)stationary in the shares
+
+    with torch.no_grad():
+        w = weights(rows.shares)
+        radius = torch.cat([(w[n] - start[n]).flatten() for n in names]).double().norm().item()
+        kwargs = {k: safety_batch[k] for k in ("input_ids", "attention_mask", "labels")}
+        gap = float(functional_call(model, w, args=(), kwargs=kwargs).loss) - _hf_loss(theta0, tok)
+    assert rows.radius == pytest.approx(radius, rel=1e-5) and rows.gap == pytest.approx(gap, abs=1e-5)
+
+    undisturbed = _trainer(tiny, tmp_path / "plain", 6, anchor_lambda=lam)  # the scans change nothing in training
+    undisturbed.train()
+    for a, b in zip(trainer.model.parameters(), undisturbed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def _adamw_after(steps: int, beta2: float):
+    """A real AdamW state after `steps` updates of two weights on a fixed quadratic, and a cosine schedule."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+    opt = torch.optim.AdamW(params, lr=0.01, betas=(0.9, beta2), eps=1e-8)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=20)
+    for i in range(steps):
+        opt.zero_grad()
+        sum(((p * (i + 1)) ** 2).sum() for p in params).backward()
+        opt.step()
+        sched.step()
+    return params, opt, sched
+
+
+def test_relaxation_efolds_through_adam_sgd_and_a_decoupled_pull():
+    """κ = λ·Σ lr over the updates left, divided per weight by Adam's bias-corrected √v̂ (median), recomputed
+    from the cosine formula and the optimizer's raw state; plain λ·Σ lr for a decoupled pull and for SGD."""
+    import math
+
+    from safety_tradeoff.diagnostics.equilibrium import relaxation_efolds, remaining_lr_sum
+
+    lam, beta2, step, total = 0.3, 0.98, 6, 20
+    params, opt, sched = _adamw_after(step, beta2)
+    lr_left = sum(0.01 * 0.5 * (1 + math.cos(math.pi * t / total)) for t in range(step, total))
+    assert remaining_lr_sum(opt, sched, step, total) == pytest.approx(lr_left, rel=1e-9)
+    v_hat = torch.cat([opt.state[p]["exp_avg_sq"].flatten() for p in params]) / (1 - beta2 ** step)
+    expected = float((lam * lr_left / (v_hat.sqrt() + 1e-8)).median())
+    assert relaxation_efolds(opt, sched, params, lam, step, total) == pytest.approx(expected, rel=1e-6)
+    assert relaxation_efolds(opt, sched, params, lam, step, total, "decoupled") == pytest.approx(lam * lr_left)
+    sgd = torch.optim.SGD(params, lr=0.02)
+    assert relaxation_efolds(sgd, None, params, lam, step, total) == pytest.approx(lam * 0.02 * (total - step))
+    fresh = torch.optim.AdamW(params, lr=0.01)  # no state yet: nothing to read, the ray is used
+    assert relaxation_efolds(fresh, None, params, lam, 0, total) is None

@@ -7,7 +7,7 @@ Measured G_s of a run = its ``alignment_nll`` − the aligned model's, same seed
   checked on every other fine-tuned run (any θ lies in the ball of its own radius).
 * Pilot read-out: each run's G_s after ``pilot_fraction`` of its steps (``pilot_gap``) against its final
   G_s; within a factor of 2 or not. Case II penalty runs also carry the predicted equilibrium
-  (``pilot_eq_gap``, `equilibrium.py`), checked the same way.
+  (``pilot_eq_gap``, `equilibrium.py`: per-row shares where κ ≥ 1, the ray otherwise), checked the same way.
 * Proxy ordering: runs that differ only in the proxy set (same seed, method, strength, task data)
   are ordered by measured G_s and compared with the predicted order: the diagnostics' (cross-loss gap
   at θ₀), and the pilot read-outs'.
@@ -58,6 +58,8 @@ class PilotRow:
     pilot: float
     gap: float
     equilibrium: float | None = None  # Case II penalty runs: G_s at the predicted equilibrium
+    eq_from: str | None = None  # which equilibrium: "rows" (the run relaxes: κ ≥ 1) or "ray"
+    efolds: float | None = None  # κ: e-folds of relaxation left at the pilot step (None: not read)
 
     @property
     def ratio(self) -> float:
@@ -87,7 +89,9 @@ class OrderCheck:
     """One comparison: runs differing in one factor, predicted vs measured order (lowest G_s first).
 
     ``tied`` holds the pairs the diagnostics cannot order (their confidence intervals overlap): either
-    measured order agrees with the prediction for them, so an unresolved prediction never counts as wrong."""
+    measured order agrees with the prediction for them, so an unresolved prediction never counts as wrong.
+    ``measured_tied`` holds the pairs whose measured G_s cannot be told apart (the intervals of the final G_s,
+    recorded by the sweep's pilot at the end of each run, overlap): any predicted order agrees with those."""
 
     seed: int
     context: str
@@ -95,12 +99,29 @@ class OrderCheck:
     measured: list[str]
     gaps: dict[str, float]
     tied: frozenset[frozenset[str]] = frozenset()
+    measured_tied: frozenset[frozenset[str]] = frozenset()
 
     @property
     def matches(self) -> bool:
+        """The predicted order holds for every pair that both sides resolve."""
+        return self._agrees(self.tied | self.measured_tied)
+
+    @property
+    def matches_strict(self) -> bool:
+        """The same, taking every measured difference at face value, however small."""
+        return self._agrees(self.tied)
+
+    def _agrees(self, unresolved: frozenset[frozenset[str]]) -> bool:
         position = {name: i for i, name in enumerate(self.measured)}
         return all(position[a] < position[b] for i, a in enumerate(self.predicted) for b in self.predicted[i + 1:]
-                   if frozenset((a, b)) not in self.tied)
+                   if frozenset((a, b)) not in unresolved)
+
+    def measured_text(self) -> str:
+        """"near < mid ≈ far": ≈ between neighbours whose measured G_s cannot be told apart."""
+        out = self.measured[:1]
+        for a, b in zip(self.measured, self.measured[1:]):
+            out += [" ≈ " if frozenset((a, b)) in self.measured_tied else " < ", b]
+        return "".join(out)
 
     def predicted_text(self) -> str:
         """"near ≈ mid < far": ≈ between neighbours the diagnostics cannot order."""
@@ -136,6 +157,8 @@ class TheoryCheck:
                 "case2_pilots": sum(p.within_2x is not None for p in self.pilots if p.method in CASE2),
                 "case2_equilibrium_within_2x": sum(bool(p.eq_within_2x) for p in self.pilots if p.method in CASE2),
                 "case2_equilibria": sum(p.eq_within_2x is not None for p in self.pilots if p.method in CASE2),
+                "pilot_proxy_order_matches_strict": sum(c.matches_strict for c in self.pilot_proxies),
+                "pilot_task_order_matches_strict": sum(c.matches_strict for c in self.pilot_tasks),
                 "pilot_proxy_order_matches": sum(c.matches for c in self.pilot_proxies),
                 "pilot_proxy_comparisons": len(self.pilot_proxies),
                 "pilot_task_order_matches": sum(c.matches for c in self.pilot_tasks),
@@ -182,8 +205,10 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
     for r, gap in runs:
         pilot, step = finite(r.metrics.get("pilot_gap")), finite(r.metrics.get("pilot_step"))
         if pilot is not None and step is not None:
-            result.pilots.append(PilotRow(r.name, r.method, r.seed, int(step), pilot, gap,
-                                          finite(r.metrics.get("pilot_eq_gap"))))
+            eq = finite(r.metrics.get("pilot_eq_gap"))
+            eq_from = None if eq is None else "rows" if finite(r.metrics.get("pilot_rows_gap")) is not None else "ray"
+            result.pilots.append(PilotRow(r.name, r.method, r.seed, int(step), pilot, gap, eq, eq_from,
+                                          finite(r.metrics.get("pilot_relax_efolds"))))
     lora = 0
     for r, gap in runs:
         radius = finite(r.metrics.get("dist_to_theta0"))
@@ -260,8 +285,9 @@ def _orders(groups: list[Group], factor: str, predict: Predictor) -> list[OrderC
         predicted, tied = prediction
         measured = [names[level] for level, _ in sorted(members.items(), key=lambda kv: kv[1][1])]
         context = _context(next(iter(members.values()))[0], factor)
+        intervals = {names[level]: _measured_interval(r, gap) for level, (r, gap) in members.items()}
         out.append(OrderCheck(seed, context, predicted, measured, {names[lv]: g for lv, (_, g) in members.items()},
-                              tied))
+                              tied, _ties(measured, intervals)))
     out.sort(key=lambda c: (c.seed, c.context))
     return out
 
@@ -289,6 +315,15 @@ def _pilot_predictor(diag, members, names):
     intervals = {n: (lo, hi) if finite(lo) is not None and finite(hi) is not None else None
                  for n, (_, lo, hi) in pilots.items()}
     return predicted, _ties(predicted, intervals)
+
+
+def _measured_interval(record: RunRecord, gap: float) -> tuple[float, float] | None:
+    """The interval of a run's measured G_s: the pilot's bootstrap interval at the end of training, placed around
+    the evaluation's G_s (the same estimator on the same D_s; placed, so a subsample cannot shift the centre)."""
+    value, low, high = (finite(record.metrics.get(k)) for k in ("final_gap", "final_gap_low", "final_gap_high"))
+    if value is None or low is None or high is None:
+        return None
+    return gap - (value - low), gap + (high - value)
 
 
 def _ties(order: list[str], intervals: dict[str, tuple[float, float] | None]) -> frozenset[frozenset[str]]:

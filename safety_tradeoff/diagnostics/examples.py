@@ -167,6 +167,18 @@ class Forward:
         return float(self.nll_sum.sum() / self.n_tokens.sum())
 
 
+def response_nll(logits: Any, labels: Any) -> tuple[Any, Any]:
+    """Per example: the summed next-token NLL of the labelled (response) positions, and how many there are.
+    Differentiable: the Case II row equilibrium (`equilibrium.py`) takes gradients through it."""
+    import torch
+
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    target = labels[:, 1:]
+    scored = target != -100
+    nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
+    return nll.sum(1), scored.sum(1)
+
+
 def forward_stats(model: Any, batches: Sequence[dict]) -> Forward:
     """NLL and mean-pooled representations of every example, without gradients."""
     import torch
@@ -177,12 +189,9 @@ def forward_stats(model: Any, batches: Sequence[dict]) -> Forward:
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                         output_hidden_states=True)
             labels = batch["labels"]
-            logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
-            target = labels[:, 1:]
-            scored = target != -100
-            nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
-            sums.append(nll.sum(1).double().cpu())
-            counts.append(scored.sum(1).double().cpu())
+            nll, scored = response_nll(out.logits, labels)
+            sums.append(nll.double().cpu())
+            counts.append(scored.double().cpu())
             hidden = out.hidden_states[-1].float()
             response = (labels != -100).unsqueeze(-1)
             prompt = batch["user_mask"].unsqueeze(-1)

@@ -11,7 +11,8 @@ after a fraction of its cost. Where it is not (penalties still pulling θ back l
 report says so. EMA runs are read at θ̄, the weights they are evaluated at.
 
 Case II penalty runs also get a prediction of where they settle (``pilot_eq_gap``, `equilibrium.py`): the
-minimiser of their own objective along the pilot's direction from θ₀, and G_s there.
+minimiser of their own objective along the pilot's direction from θ₀ (the ray), or, where the rest of the schedule
+relaxes θ by at least one e-fold (κ ≥ 1), over per-row shares of the pilot's displacement; and G_s there.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .config import DiagnosticsConfig
-from .equilibrium import RayEquilibrium, ray_equilibrium
+from .equilibrium import (RELAXED_EFOLDS, RayEquilibrium, RowEquilibrium, ray_equilibrium, relaxation_efolds,
+                          row_equilibrium)
 from .examples import (DiagnosticsDataError, Forward, encode_pairs, forward_stats, load_pairs, make_batches,
                        pad_id_of)
 from .similarity import paired_loss_gap
@@ -34,6 +36,8 @@ class SafetyGapCallback(TrainerCallback):
     (:func:`pilot_step`; θ₀: the weights at train begin, so a resumed run is not re-anchored), and
     ``intervals[step]``, its bootstrap interval from resampling D_s's examples paired (`n_boot`, `level`,
     `seed`): the report ranks runs by their pilots and calls two runs tied where these intervals overlap.
+    ``final`` holds the same measurement at the end of training, (G_s, low, high): the interval of the measured
+    G_s, with which the report tells measured differences from noise.
 
     ``weights``: a context manager that swaps in the weights the run will be evaluated at, e.g. an EMA
     trainer's ``ema_weights`` (θ̄); by default the live weights. Single process (the sweep's runs); the model
@@ -41,8 +45,10 @@ class SafetyGapCallback(TrainerCallback):
     disturbed (no random numbers are drawn).
 
     After :meth:`predict_equilibrium` (Case II penalty runs), the pilot step also records
-    ``equilibria[step]``, the :class:`RayEquilibrium` of the run's objective along θ₀ → θ_step; it keeps a copy
-    of θ₀'s trainable weights from train begin for that."""
+    ``equilibria[step]``, the :class:`RayEquilibrium` of the run's objective along θ₀ → θ_step, ``efolds[step]``,
+    the relaxation κ still ahead of the run (None where the optimizer's state cannot be read), and where κ ≥ 1
+    ``rows[step]``, the :class:`RowEquilibrium`; :meth:`prediction` picks between them. It keeps a copy of θ₀'s
+    trainable weights from train begin for that."""
 
     def __init__(self, batches: list[dict], fraction: float,
                  weights: Callable[[], AbstractContextManager] | None = None, *, n_boot: int = 200,
@@ -61,12 +67,24 @@ class SafetyGapCallback(TrainerCallback):
         self.task_batches: list[dict] = []
         self.params0: list[Any] = []
         self.equilibria: dict[int, RayEquilibrium] = {}
+        self.rows: dict[int, RowEquilibrium] = {}
+        self.efolds: dict[int, float | None] = {}
+        self.anchor_mode = "grad"
+        self.final: tuple[float, float, float] | None = None  # (G_s, low, high) at the end of training
 
-    def predict_equilibrium(self, anchor_lambda: float, task_batches: list[dict]) -> None:
-        """Also predict the Case II equilibrium at the pilot step (penalty `anchor_lambda`, the run's task data)."""
+    def predict_equilibrium(self, anchor_lambda: float, task_batches: list[dict], anchor_mode: str = "grad") -> None:
+        """Also predict the Case II equilibrium at the pilot step (penalty `anchor_lambda` applied as `anchor_mode`,
+        the run's task data)."""
         if not task_batches:
             raise ValueError("predict_equilibrium: no task batches to score")
         self.anchor_lambda, self.task_batches = float(anchor_lambda), task_batches
+        self.anchor_mode = anchor_mode
+
+    def prediction(self, step: int) -> tuple[float, float] | None:
+        """(G_s, ‖θ − θ₀‖) where the run is predicted to settle: the rows' equilibrium where computed (κ ≥ 1),
+        else the ray's; None without either."""
+        chosen = self.rows.get(step) or self.equilibria.get(step)
+        return None if chosen is None else (chosen.gap, chosen.radius)
 
     def _forward(self, model: Any) -> Forward:
         self.batches = _on(self.batches, next(model.parameters()).device)
@@ -88,27 +106,42 @@ class SafetyGapCallback(TrainerCallback):
             elif self.anchor_lambda is not None:
                 self.params0 = [p.detach().clone() for p in self._trainable(model)]
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         if state.global_step == self.step and self.theta0 is not None:
-            now = self._forward(model)
-            gap = paired_loss_gap(now.nll_sum, self.theta0.nll_sum, now.n_tokens, n_boot=self.n_boot,
-                                  level=self.level, seed=self.seed)
+            gap = self._gap(model)
             self.gaps[state.global_step] = gap.value
             self.intervals[state.global_step] = (gap.low, gap.high)
             if self.params0:
-                self.equilibria[state.global_step] = self._equilibrium(model)
+                self._equilibria(model, state, optimizer, lr_scheduler)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.step is not None and self.theta0 is not None:
+            gap = self._gap(model)
+            self.final = (gap.value, gap.low, gap.high)
+
+    def _gap(self, model: Any) -> Any:
+        now = self._forward(model)
+        return paired_loss_gap(now.nll_sum, self.theta0.nll_sum, now.n_tokens, n_boot=self.n_boot, level=self.level,
+                               seed=self.seed)
 
     @staticmethod
     def _trainable(model: Any) -> list[Any]:
         return [p for p in model.parameters() if p.requires_grad]
 
-    def _equilibrium(self, model: Any) -> RayEquilibrium:
+    def _equilibria(self, model: Any, state: Any, optimizer: Any, lr_scheduler: Any) -> None:
+        step, params = state.global_step, self._trainable(model)
         self.task_batches = _on(self.task_batches, self.params0[0].device)
+        kappa = None if optimizer is None else relaxation_efolds(
+            optimizer, lr_scheduler, params, self.anchor_lambda, step, state.max_steps, self.anchor_mode)
+        self.efolds[step] = kappa
         was_training = model.training
         model.eval()
         try:
-            return ray_equilibrium(model, self.params0, self._trainable(model), self.anchor_lambda,
-                                   self.task_batches, self.batches, self.theta0.loss)
+            self.equilibria[step] = ray_equilibrium(model, self.params0, params, self.anchor_lambda,
+                                                    self.task_batches, self.batches, self.theta0.loss)
+            if kappa is not None and kappa >= RELAXED_EFOLDS:
+                self.rows[step] = row_equilibrium(model, self.params0, params, self.anchor_lambda,
+                                                  self.task_batches, self.batches, self.theta0.loss)
         finally:
             model.train(was_training)
 
