@@ -104,7 +104,7 @@ def row_equilibrium(model: Any, theta0: Sequence[Any], params: Sequence[Any], an
     now = [p.detach().clone() for p in params]  # θ_k; d = θ_k − θ₀ is formed one parameter at a time
     grads = [p.grad for p in params]
     with torch.no_grad():
-        row_sq = [_rows(e - p0).pow(2).sum(1) for e, p0 in zip(now, theta0)]
+        row_sq = [_rows(e - p0).float().pow(2).sum(1) for e, p0 in zip(now, theta0)]  # fp32 sums in bf16/fp16
     shares = [torch.ones_like(r, requires_grad=True) for r in row_sq]
 
     def place() -> None:
@@ -124,7 +124,7 @@ def row_equilibrium(model: Any, theta0: Sequence[Any], params: Sequence[Any], an
         with torch.no_grad():
             for p, p0, end, s, sq in zip(params, theta0, now, shares, row_sq):
                 grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a weight the task loss does not reach
-                s.grad = (_rows(grad) * _rows(end - p0)).sum(1) + anchor_lambda * s * sq
+                s.grad = (_rows(grad).float() * _rows(end - p0).float()).sum(1) + anchor_lambda * s * sq
                 penalty += 0.5 * anchor_lambda * float((s * s * sq).sum())
         return torch.tensor(float(loss.detach()) + penalty, dtype=torch.float64)
 
