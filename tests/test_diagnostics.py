@@ -204,7 +204,7 @@ def test_pilot_read_out_is_set_against_the_final_gap():
 
     records = [_record("aligned θ₀", "aligned", 0, 0.5), _record("diagnostics", "diagnostics", 0, None,
                                                                 diagnostics=diag),
-               run("Case II λ=1", "case2", 0.54, 0.07, 0.09),      # final 0.04: 1.75x, within; equilibrium 2.25x
+               run("Case II λ=1", "case2", 0.54, 0.07, 0.09, 2.0),  # final 0.04: 1.75x, within; eq. 2.25x
                run("Case II λ=0.1", "case2", 0.60, 0.26, 0.06, 6.3),  # final 0.10: 2.6x, not within; eq. 0.6x
                run("Case II λ=3", "case2", 0.51, 0.004, 0.006, 0.4),  # final 0.01: 0.4x, not within; eq. 0.6x
                run("plain SFT", "sft", 0.80, 0.20),          # final 0.30: 0.667x, within
@@ -223,10 +223,12 @@ def test_pilot_read_out_is_set_against_the_final_gap():
     text = markdown(result)
     assert "within 2x of the final G_s on 1/3 Case II runs (2/4 over all runs with a positive G_s)" in text
     assert "Case II equilibrium predicted at the pilot step: within 2x of the final G_s on 2/3 Case II runs" in text
-    assert [(rows[n].eq_from, rows[n].efolds) for n in ("Case II λ=1", "Case II λ=0.1", "Case II λ=3")] == \
-        [("ray", None), ("rows", 6.3), ("ray", 0.4)]
+    assert [(rows[n].eq_from, rows[n].efolds, rows[n].part_relaxed) for n in ("Case II λ=1", "Case II λ=0.1",
+                                                                             "Case II λ=3")] == \
+        [("rows", 2.0, True), ("rows", 6.3, False), ("ray", 0.4, False)]
     assert "| Case II λ=0.1 | 0 | 50 | +0.2600 | +0.1000 | 2.6 | **no** | rows (6.3) | +0.0600 | 0.6 | yes |" in text
     assert "| Case II λ=3 | 0 | 50 | +0.0040 | +0.0100 | 0.4 | **no** | ray (0.4) | +0.0060 | 0.6 | yes |" in text
+    assert "| rows (2 ⚠) | +0.0900 | 2.25 | **no** |" in text and "⚠ κ between 1 and 4" in text
     assert "| Case I near λ=1 | 0 | 50 | +0.0100 | -0.0100 | nan | – | – | – | – | – |" in text
 
 

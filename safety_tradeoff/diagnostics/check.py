@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ..results import RunRecord, finite
 from ..sweep_config import task_label
 from .bound import case2_bound
+from .equilibrium import RELAXED_EFOLDS, SETTLED_EFOLDS
 from .orders import order_interval
 
 CASE2 = ("case2", "case2_ball")
@@ -73,6 +74,11 @@ class PilotRow:
     def within_2x(self) -> bool | None:
         """Within a factor of 2 of the final G_s; None when the final G_s is not positive (no factor to speak of)."""
         return _within_2x(self.ratio, self.gap)
+
+    @property
+    def part_relaxed(self) -> bool:
+        """κ in [1, 4): the run is part-way relaxed when its schedule ends, where neither equilibrium is reliable."""
+        return self.efolds is not None and RELAXED_EFOLDS <= self.efolds < SETTLED_EFOLDS
 
     @property
     def eq_within_2x(self) -> bool | None:

@@ -130,11 +130,14 @@ def _pilot_markdown(result: TheoryCheck) -> list[str]:
             "| equilibrium (κ) | equilibrium G_s | equilibrium / final | within 2x |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in rows:
-        kappa = "" if p.efolds is None else f" ({p.efolds:.2g})"
+        kappa = "" if p.efolds is None else f" ({p.efolds:.2g}{' ⚠' if p.part_relaxed else ''})"
         eq = ("– | – | – | –" if p.equilibrium is None else
               f"{p.eq_from}{kappa} | {p.equilibrium:+.4f} | {p.eq_ratio:.3g} | {_verdict(p.eq_within_2x)}")
         out.append(f"| {p.name} | {p.seed} | {p.step} | {p.pilot:+.4f} | {p.gap:+.4f} | {p.ratio:.3g} | "
                    f"{_verdict(p.within_2x)} | {eq} |")
+    if any(p.part_relaxed for p in rows):
+        out += ["", "⚠ κ between 1 and 4: the run is only part-way relaxed when its schedule ends, and neither the rows "
+                "nor the ray predicts reliably there (toy world: within 2x on 4/9 such runs; docs/diagnostics.md)."]
     return out
 
 

@@ -16,7 +16,8 @@ forecast only where the run has time to relax: with a weak penalty (small λ lat
 near where training took it. :func:`relaxation_efolds` measures that before choosing: κ, the number of e-folds by
 which the penalty alone would shrink θ − θ₀ over the rest of the schedule (λ·Σ lr through a decoupled pull or
 plain SGD; λ·Σ lr / √v̂ per weight through Adam, whose second moment v̂ scales every step; the median weight).
-The pilot uses the rows where κ ≥ 1 (at least one e-fold of relaxation ahead) and the ray otherwise.
+The pilot uses the rows where κ ≥ 1 (at least one e-fold of relaxation ahead) and the ray otherwise; the report
+flags 1 ≤ κ < 4, where the run is only part-way relaxed when its schedule ends and neither is reliable.
 docs/diagnostics.md reports how often each lands within 2x of the final G_s.
 """
 from __future__ import annotations
@@ -31,6 +32,9 @@ RAY_SPAN = 1.5  # scan up to 1.5x the pilot's distance (θ can still move outwar
 RAY_POINTS = 31  # t = 0, 0.05, ..., 1.5: the pilot's own weights (t = 1) are on the grid
 ROW_ITERATIONS = 20  # L-BFGS iterations for the row shares (each: a forward and backward on the task sample)
 RELAXED_EFOLDS = 1.0  # κ from which the run is taken to relax to its equilibrium (rows) rather than stay (ray)
+# Between RELAXED_EFOLDS and SETTLED_EFOLDS the run is part-way relaxed when its schedule ends and neither prediction
+# is reliable (toy world, docs/diagnostics.md: 4/9 within 2x at κ 1.2-3.4; 43/47 at κ 0.5-0.8 and 5.0-150).
+SETTLED_EFOLDS = 4.0
 EFOLD_SAMPLE = 1 << 20  # weights sampled (evenly strided) for κ's median: Adam's v̂ of a large model is not copied
 
 
