@@ -137,7 +137,7 @@ def _pilot_markdown(result: TheoryCheck) -> list[str]:
                    f"{_verdict(p.within_2x)} | {eq} |")
     if any(p.part_relaxed for p in rows):
         out += ["", "⚠ κ between 1 and 4: the run is only part-way relaxed when its schedule ends, and neither the rows "
-                "nor the ray predicts reliably there (toy world: within 2x on 4/9 such runs; docs/diagnostics.md)."]
+                "nor the ray predicts reliably there (toy world: within 2x on 9/18 such runs; docs/diagnostics.md)."]
     return out
 
 

@@ -33,7 +33,7 @@ RAY_POINTS = 31  # t = 0, 0.05, ..., 1.5: the pilot's own weights (t = 1) are on
 ROW_ITERATIONS = 20  # L-BFGS iterations for the row shares (each: a forward and backward on the task sample)
 RELAXED_EFOLDS = 1.0  # κ from which the run is taken to relax to its equilibrium (rows) rather than stay (ray)
 # Between RELAXED_EFOLDS and SETTLED_EFOLDS the run is part-way relaxed when its schedule ends and neither prediction
-# is reliable (toy world, docs/diagnostics.md: 4/9 within 2x at κ 1.2-3.4; 43/47 at κ 0.5-0.8 and 5.0-150).
+# is reliable (toy world, docs/diagnostics.md: 9/18 within 2x at κ 1.2-3.4; 54/59 at κ 0.5-0.8 and 4.96-150).
 SETTLED_EFOLDS = 4.0
 EFOLD_SAMPLE = 1 << 20  # weights sampled (evenly strided) for κ's median: Adam's v̂ of a large model is not copied
 
