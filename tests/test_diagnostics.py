@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from safety_tradeoff.diagnostics.check import check
-from safety_tradeoff.diagnostics.check_report import markdown
+from safety_tradeoff.diagnostics.check_report import markdown, plot_predictions
 from safety_tradeoff.diagnostics.config import DiagnosticsConfig
 from safety_tradeoff.diagnostics.similarity import kernel_comparison, median_bandwidth, paired_loss_gap, weighted_loss
 from safety_tradeoff.results import RunRecord
@@ -170,6 +170,7 @@ def test_check_reports_bound_failures_and_order_mismatches(tmp_path):
     assert "Case II λ=0.1 seed 0 (G_s 1.000 > 0.600)" in text
     report = build_report(records, tmp_path / "report")
     assert "Predicted vs measured" in report.summary and (tmp_path / "report" / "case2_bound.png").is_file()
+    assert not (tmp_path / "report" / "case2_prediction.png").exists()  # no run here predicted its equilibrium
     assert "diagnostics" not in [r.name for r in report.rows], "the diagnostics record is not a leaderboard row"
     assert check([r for r in records if r.method != "diagnostics"]) is None
     # runs of a seed without diagnostics, LoRA-based landscapes, duplicate runs and failed diagnostics are
@@ -190,7 +191,7 @@ def test_check_reports_bound_failures_and_order_mismatches(tmp_path):
     assert "Predicted vs measured" not in plain.summary and not (tmp_path / "plain" / "case2_bound.png").exists()
 
 
-def test_pilot_read_out_is_set_against_the_final_gap():
+def test_pilot_read_out_is_set_against_the_final_gap(tmp_path):
     """Each run's pilot G_s against its final one (alignment NLL − the aligned model's): the ratio, within 2x or
     not, Case II counted apart; runs whose final G_s is not positive have no factor (–)."""
     diag = _diag(grad_norm=0.1, beta=1.0, proxy_order=["near", "far"], task_order=["low", "high"])
@@ -229,6 +230,10 @@ def test_pilot_read_out_is_set_against_the_final_gap():
     assert "| Case II λ=0.1 | 0 | 50 | +0.2600 | +0.1000 | 2.6 | **no** | rows (6.3) | +0.0600 | 0.6 | yes |" in text
     assert "| Case II λ=3 | 0 | 50 | +0.0040 | +0.0100 | 0.4 | **no** | ray (0.4) | +0.0060 | 0.6 | yes |" in text
     assert "| rows (2 ⚠) | +0.0900 | 2.25 | **no** |" in text and "⚠ κ between 1 and 4" in text
+    assert plot_predictions(result, tmp_path / "p.png") is None and (tmp_path / "p.png").stat().st_size > 0
+    no_eq = check([r for r in records if r.name not in ("Case II λ=1", "Case II λ=0.1", "Case II λ=3")])
+    assert "skipped: no Case II run" in plot_predictions(no_eq, tmp_path / "q.png")
+    assert not (tmp_path / "q.png").exists()
     assert "| Case I near λ=1 | 0 | 50 | +0.0100 | -0.0100 | nan | – | – | – | – | – |" in text
 
 

@@ -231,6 +231,17 @@ def test_small_demo_shows_the_tradeoffs_and_the_theory_predicts_them(tmp_path, t
     assert {p.name for p in result.pilots if p.equilibrium is not None} == {"Case II λ=0.01", "Case II λ=3"}
     assert records["Case II λ=3"]["pilot_eq_radius"] < records["Case II λ=0.01"]["pilot_eq_radius"]
     assert "Case II equilibrium predicted at the pilot step" in text
+    # λ = 0.01 has under one e-fold of relaxation left at the pilot step (the ray); λ = 3 has many (the rows)
+    models = {p.name: (p.eq_from, p.efolds) for p in result.pilots if p.equilibrium is not None}
+    assert models["Case II λ=0.01"][0] == "ray" and models["Case II λ=0.01"][1] < 1
+    assert models["Case II λ=3"][0] == "rows" and models["Case II λ=3"][1] >= 1
+    assert (tmp_path / "report" / "case2_prediction.png").is_file()
+    # the pilot's end-of-run G_s (the measured side's interval in rankings) is lm-eval's alignment_nll gap
+    aligned = records["aligned θ₀"]["alignment_nll"]
+    for name, metrics in records.items():
+        if name not in ("aligned θ₀", "diagnostics"):
+            assert metrics["final_gap"] == pytest.approx(metrics["alignment_nll"] - aligned, abs=1e-5), name
+            assert metrics["final_gap_low"] < metrics["final_gap"] < metrics["final_gap_high"], name
     assert "Predicted vs measured" in report.summary and "## Claims of the papers" in report.summary
     claims = {c.key: c for c in report.claims}
     assert claims["c"].verdict == "holds", claims["c"]  # near < far at λ = 0.1, asserted above on the metrics

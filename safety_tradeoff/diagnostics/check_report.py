@@ -177,3 +177,49 @@ def plot_bound(result: TheoryCheck, path: Path) -> str | None:
     finally:
         plt.close(fig)
     return None
+
+
+def plot_predictions(result: TheoryCheck, path: Path) -> str | None:
+    """Predicted against measured G_s of the Case II runs (log-log, with the factor-2 band): the equilibrium each
+    run's pilot predicted (filled: rows, open: ray; ⚠ runs in red) and its plain pilot read-out (grey). Runs with a
+    non-positive G_s on either side have no place on log axes and are counted in the title. None when written."""
+    rows = [p for p in result.pilots if p.method in CASE2 and p.equilibrium is not None]
+    if not rows:
+        return "case2_prediction.png skipped: no Case II run with a predicted equilibrium"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [p for p in rows if p.gap > 0 and p.equilibrium > 0]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    try:
+        values = [v for p in shown for v in (p.gap, p.equilibrium, p.pilot) if v > 0] or [1e-3, 1.0]
+        lo, hi = min(values) / 1.5, max(values) * 1.5
+        ax.fill_between([lo, hi], [lo / 2, hi / 2], [lo * 2, hi * 2], color="0.92", label="within 2x")
+        ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
+        pilots = [p for p in shown if p.pilot > 0]
+        ax.scatter([p.pilot for p in pilots], [p.gap for p in pilots], s=14, color="0.6", label="pilot read-out")
+        for model, face in (("rows", "#ff7f0e"), ("ray", "none")):
+            pts = [p for p in shown if p.eq_from == model]
+            if pts:
+                ax.scatter([p.equilibrium for p in pts], [p.gap for p in pts], s=30, facecolors=face,
+                           edgecolors=["#d62728" if p.part_relaxed else "#ff7f0e" for p in pts], linewidths=1.2,
+                           label=f"equilibrium ({model})", zorder=3)
+        if any(p.part_relaxed for p in shown):
+            ax.scatter([], [], s=30, facecolors="none", edgecolors="#d62728", label="⚠ 1 ≤ κ < 4 (part-way relaxed)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("predicted G_s at the pilot step")
+        ax.set_ylabel("measured final G_s")
+        left_out = len(rows) - len(shown)
+        ax.set_title("Case II: predicted vs measured G_s" + (f" ({left_out} run(s) ≤ 0 not shown)" if left_out else ""),
+                     fontsize=10)
+        ax.legend(fontsize=8, loc="upper left")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return None

@@ -86,11 +86,12 @@ def build_report(records: Iterable[RunRecord], out_dir: str | Path, *, safety_me
 def _theory_section(records: list[RunRecord], out: Path, paths: dict[str, Path]) -> str:
     """The "predicted vs measured" section (theory diagnostics), when the sweep ran diagnostics."""
     from ..diagnostics.check import check
-    from ..diagnostics.check_report import markdown, plot_bound
+    from ..diagnostics.check_report import markdown, plot_bound, plot_predictions
 
     result = check(records)
-    target = out / "case2_bound.png"
-    target.unlink(missing_ok=True)  # stale files of an earlier report must not pass for this one
+    target, predictions = out / "case2_bound.png", out / "case2_prediction.png"
+    for stale in (target, predictions):  # stale files of an earlier report must not pass for this one
+        stale.unlink(missing_ok=True)
     (out / "theory_check.md").unlink(missing_ok=True)
     if result is None:
         return ""
@@ -103,4 +104,7 @@ def _theory_section(records: list[RunRecord], out: Path, paths: dict[str, Path])
         text += "\nPlot: case2_bound.png (measured G_s against r, with each seed's bound).\n"
     else:
         text += f"\n{note}\n"
+    if plot_predictions(result, predictions) is None:
+        paths["case2_prediction.png"] = predictions
+        text += "Plot: case2_prediction.png (Case II: predicted against measured G_s, log-log, factor-2 band).\n"
     return "\n" + text
