@@ -199,8 +199,10 @@ def test_pilot_read_out_is_set_against_the_final_gap(tmp_path):
     def run(name, method, nll, pilot, eq=None, kappa=None):
         r = _record(name, method, 0, nll, dist=1.0, settings={"anchor_lambda": 1.0})
         r.metrics.update(pilot_gap=pilot, pilot_step=50.0, **({} if eq is None else {"pilot_eq_gap": eq}))
-        if kappa is not None:  # the pilot's relaxation κ; from 1 on it predicts from the rows (and records them)
-            r.metrics.update(pilot_relax_efolds=kappa, **({"pilot_rows_gap": eq} if kappa >= 1 else {}))
+        if kappa is not None:  # the pilot's relaxation κ; rows from 4 on, their geometric mean with the ray from 1
+            rows = {} if kappa < 1 else {"pilot_rows_gap": eq} if kappa >= 4 else {"pilot_rows_gap": eq / 2,
+                                                                                  "pilot_ray_gap": eq * 2}
+            r.metrics.update(pilot_relax_efolds=kappa, **rows)
         return r
 
     records = [_record("aligned θ₀", "aligned", 0, 0.5), _record("diagnostics", "diagnostics", 0, None,
@@ -226,10 +228,10 @@ def test_pilot_read_out_is_set_against_the_final_gap(tmp_path):
     assert "Case II equilibrium predicted at the pilot step: within 2x of the final G_s on 2/3 Case II runs" in text
     assert [(rows[n].eq_from, rows[n].efolds, rows[n].part_relaxed) for n in ("Case II λ=1", "Case II λ=0.1",
                                                                              "Case II λ=3")] == \
-        [("rows", 2.0, True), ("rows", 6.3, False), ("ray", 0.4, False)]
+        [("rows·ray", 2.0, True), ("rows", 6.3, False), ("ray", 0.4, False)]
     assert "| Case II λ=0.1 | 0 | 50 | +0.2600 | +0.1000 | 2.6 | **no** | rows (6.3) | +0.0600 | 0.6 | yes |" in text
     assert "| Case II λ=3 | 0 | 50 | +0.0040 | +0.0100 | 0.4 | **no** | ray (0.4) | +0.0060 | 0.6 | yes |" in text
-    assert "| rows (2 ⚠) | +0.0900 | 2.25 | **no** |" in text and "⚠ κ between 1 and 4" in text
+    assert "| rows·ray (2 ⚠) | +0.0900 | 2.25 | **no** |" in text and "⚠ κ between 1 and 4" in text
     assert plot_predictions(result, tmp_path / "p.png") is None and (tmp_path / "p.png").stat().st_size > 0
     no_eq = check([r for r in records if r.name not in ("Case II λ=1", "Case II λ=0.1", "Case II λ=3")])
     assert "skipped: no Case II run" in plot_predictions(no_eq, tmp_path / "q.png")

@@ -181,7 +181,6 @@ def test_case2_row_equilibrium_minimises_the_objective_over_row_shares(tiny, tmp
     trainer.train()
     assert pilot.efolds[3] == pytest.approx(lam * 0.3 * 3)
     rows = pilot.rows[3]
-    assert pilot.prediction(3) == (rows.gap, rows.radius)
 
     theta0, _ = load_tiny(tiny)
     stopped = _trainer(tiny, tmp_path / "stopped", 3, anchor_lambda=lam)
@@ -266,3 +265,22 @@ def test_relaxation_efolds_through_adam_sgd_and_a_decoupled_pull():
     assert relaxation_efolds(sgd, None, params, lam, step, total) == pytest.approx(lam * 0.02 * (total - step))
     fresh = torch.optim.AdamW(params, lr=0.01)  # no state yet: nothing to read, the ray is used
     assert relaxation_efolds(fresh, None, params, lam, 0, total) is None
+
+
+@pytest.mark.parametrize("kappa, ray_gap, expected", [
+    (0.5, 0.04, "ray"),     # under one e-fold of relaxation left: the ray (the rows are not computed then)
+    (2.0, 0.04, "mean"),    # part-way relaxed: the geometric mean, here sqrt(0.01 · 0.04) = 0.02
+    (2.0, -0.01, "rows"),   # ... unless a G_s is not positive (no geometric mean): the rows
+    (6.0, 0.04, "rows"),    # relaxed: the rows
+    (None, 0.04, "rows"),   # κ unread (optimizer state unknown) with rows given: the rows
+])
+def test_forecast_by_relaxation(kappa, ray_gap, expected):
+    import math
+
+    from safety_tradeoff.diagnostics.equilibrium import RayEquilibrium, RowEquilibrium, forecast
+
+    ray = RayEquilibrium(t=0.9, radius=0.9, gap=ray_gap)
+    rows = None if expected == "ray" else RowEquilibrium(radius=0.4, gap=0.01, objective=0.0)
+    want = {"ray": (ray_gap, 0.9), "rows": (0.01, 0.4), "mean": (math.sqrt(0.01 * 0.04), math.sqrt(0.4 * 0.9))}
+    assert forecast(ray, rows, kappa) == pytest.approx(want[expected])
+    assert forecast(None, None, kappa) is None

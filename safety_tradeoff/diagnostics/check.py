@@ -7,7 +7,8 @@ Measured G_s of a run = its ``alignment_nll`` − the aligned model's, same seed
   checked on every other fine-tuned run (any θ lies in the ball of its own radius).
 * Pilot read-out: each run's G_s after ``pilot_fraction`` of its steps (``pilot_gap``) against its final
   G_s; within a factor of 2 or not. Case II penalty runs also carry the predicted equilibrium
-  (``pilot_eq_gap``, `equilibrium.py`: per-row shares where κ ≥ 1, the ray otherwise), checked the same way.
+  (``pilot_eq_gap``, `equilibrium.py`: per-row shares, the ray, or their geometric mean, by κ), checked the same
+  way.
 * Proxy ordering: runs that differ only in the proxy set (same seed, method, strength, task data)
   are ordered by measured G_s and compared with the predicted order: the diagnostics' (cross-loss gap
   at θ₀), and the pilot read-outs'.
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from ..results import RunRecord, finite
 from ..sweep_config import task_label
 from .bound import case2_bound
-from .equilibrium import RELAXED_EFOLDS, SETTLED_EFOLDS
+from .equilibrium import part_relaxed
 from .orders import order_interval
 
 CASE2 = ("case2", "case2_ball")
@@ -59,7 +60,7 @@ class PilotRow:
     pilot: float
     gap: float
     equilibrium: float | None = None  # Case II penalty runs: G_s at the predicted equilibrium
-    eq_from: str | None = None  # which equilibrium: "rows" (the run relaxes: κ ≥ 1) or "ray"
+    eq_from: str | None = None  # which forecast: "rows" (κ ≥ 4), "ray" (κ < 1) or "rows·ray" (their geometric mean)
     efolds: float | None = None  # κ: e-folds of relaxation left at the pilot step (None: not read)
 
     @property
@@ -77,8 +78,8 @@ class PilotRow:
 
     @property
     def part_relaxed(self) -> bool:
-        """κ in [1, 4): the run is part-way relaxed when its schedule ends, where neither equilibrium is reliable."""
-        return self.efolds is not None and RELAXED_EFOLDS <= self.efolds < SETTLED_EFOLDS
+        """κ in [1, 4): the run is part-way relaxed when its schedule ends, where forecasts are least reliable."""
+        return part_relaxed(self.efolds)
 
     @property
     def eq_within_2x(self) -> bool | None:
@@ -212,7 +213,8 @@ def check(records: Iterable[RunRecord]) -> TheoryCheck | None:
         pilot, step = finite(r.metrics.get("pilot_gap")), finite(r.metrics.get("pilot_step"))
         if pilot is not None and step is not None:
             eq = finite(r.metrics.get("pilot_eq_gap"))
-            eq_from = None if eq is None else "rows" if finite(r.metrics.get("pilot_rows_gap")) is not None else "ray"
+            rows_gap = finite(r.metrics.get("pilot_rows_gap"))
+            eq_from = None if eq is None else "ray" if rows_gap is None else "rows" if eq == rows_gap else "rows·ray"
             result.pilots.append(PilotRow(r.name, r.method, r.seed, int(step), pilot, gap, eq, eq_from,
                                           finite(r.metrics.get("pilot_relax_efolds"))))
     lora = 0

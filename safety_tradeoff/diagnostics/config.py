@@ -47,9 +47,9 @@ class DiagnosticsConfig:
             sweep can be judged, and pruned, after a fraction of its cost. 0 turns it off. EMA runs are
             read at θ̄ (the weights they are evaluated at).
         pilot_equilibrium (`bool`, True): at the pilot step of a Case II penalty run, also predict where it
-            settles (`pilot_eq_gap`): the minimiser of its objective along θ₀ → θ_pilot, or over per-row shares
-            of θ_pilot − θ₀ where the rest of the schedule relaxes θ by at least one e-fold, and G_s there
-            (`diagnostics/equilibrium.py`; forward passes on `max_examples` of the run's task data, 20 L-BFGS
+            settles (`pilot_eq_gap`): the minimiser of its objective along θ₀ → θ_pilot, over per-row shares of
+            θ_pilot − θ₀, or the geometric mean of the two, by how far the rest of the schedule will still relax θ,
+            and G_s there (`diagnostics/equilibrium.py`; forward passes on `max_examples` of the run's task data, 20 L-BFGS
             iterations for the rows, and a copy of θ₀'s trainable weights held during the run). The pilot also
             measures G_s at the end of every run with its interval (`final_gap_low`/`final_gap_high`), with which
             the report tells measured differences from noise.

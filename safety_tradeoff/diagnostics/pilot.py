@@ -11,8 +11,9 @@ after a fraction of its cost. Where it is not (penalties still pulling θ back l
 report says so. EMA runs are read at θ̄, the weights they are evaluated at.
 
 Case II penalty runs also get a prediction of where they settle (``pilot_eq_gap``, `equilibrium.py`): the
-minimiser of their own objective along the pilot's direction from θ₀ (the ray), or, where the rest of the schedule
-relaxes θ by at least one e-fold (κ ≥ 1), over per-row shares of the pilot's displacement; and G_s there.
+minimiser of their own objective along the pilot's direction from θ₀ (the ray), or over per-row shares of the
+pilot's displacement (the rows), or the geometric mean of the two, by how far the rest of the schedule will still
+relax θ (κ); and G_s there.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .config import DiagnosticsConfig
-from .equilibrium import (RELAXED_EFOLDS, RayEquilibrium, RowEquilibrium, ray_equilibrium, relaxation_efolds,
-                          row_equilibrium)
+from .equilibrium import (RELAXED_EFOLDS, RayEquilibrium, RowEquilibrium, forecast, ray_equilibrium,
+                          relaxation_efolds, row_equilibrium)
 from .examples import (DiagnosticsDataError, Forward, encode_pairs, forward_stats, load_pairs, make_batches,
                        pad_id_of)
 from .similarity import paired_loss_gap
@@ -81,10 +82,8 @@ class SafetyGapCallback(TrainerCallback):
         self.anchor_mode = anchor_mode
 
     def prediction(self, step: int) -> tuple[float, float] | None:
-        """(G_s, ‖θ − θ₀‖) where the run is predicted to settle: the rows' equilibrium where computed (κ ≥ 1),
-        else the ray's; None without either."""
-        chosen = self.rows.get(step) or self.equilibria.get(step)
-        return None if chosen is None else (chosen.gap, chosen.radius)
+        """(G_s, ‖θ − θ₀‖) where the run is predicted to settle (:func:`equilibrium.forecast`)."""
+        return forecast(self.equilibria.get(step), self.rows.get(step), self.efolds.get(step))
 
     def _forward(self, model: Any) -> Forward:
         self.batches = _on(self.batches, next(model.parameters()).device)
