@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from safety_tradeoff.diagnostics.config import DiagnosticsConfig  # noqa: E402
 from safety_tradeoff.diagnostics.diagnose import diagnose, load_model  # noqa: E402
-from safety_tradeoff.sweep import diagnostics_inputs  # noqa: E402
+from safety_tradeoff.sweep_run import diagnostics_inputs  # noqa: E402
 from safety_tradeoff.sweep_config import SweepConfig  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "trainers" / "recipes" / "sweep_toy_theory.yaml"

@@ -260,7 +260,7 @@ def _diagnose_inputs(args: argparse.Namespace):
     seed = args.seed
     model, proxies, tasks = args.model, _pairs(args.proxy, "--proxy"), _pairs(args.task, "--task")
     if args.sweep:
-        from .sweep import diagnostics_inputs
+        from .sweep_run import diagnostics_inputs
         from .sweep_config import SweepConfig, SweepConfigError
 
         try:

@@ -50,7 +50,6 @@ class LmEvalEvaluator:
         self.manager = task_manager(spec.tasks, spec.metadata, what="eval.tasks")  # unknown names: ValueError
 
     def __call__(self, model_dir: str) -> dict[str, float]:
-        import lm_eval
         import torch
         from lm_eval.models.huggingface import HFLM
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -66,9 +65,8 @@ class LmEvalEvaluator:
         with quiet_stderr():
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.spec.batch_size,
                       max_length=self.spec.max_length)
-            out = lm_eval.simple_evaluate(model=lm, tasks=list(self.spec.tasks), task_manager=_with_metadata(
-                self.manager, metadata), apply_chat_template=self.spec.apply_chat_template, bootstrap_iters=0,
-                log_samples=judge is not None)
+            out = run_tasks(lm, _with_metadata(self.manager, metadata), list(self.spec.tasks),
+                            apply_chat_template=self.spec.apply_chat_template, log_samples=judge is not None)
         flat = flatten(out["results"])
         metrics = {**canonical(flat), **flat}
         if judge is not None:
@@ -76,6 +74,33 @@ class LmEvalEvaluator:
             _free_memory()
             metrics.update(judge(out.pop("samples", {}), where=model_dir))
         return metrics
+
+
+def run_tasks(lm: Any, manager: Any, tasks: list[str], *, apply_chat_template: bool, log_samples: bool) -> dict:
+    """`lm_eval.simple_evaluate` for a ready model (`HFLM`), without stderr bootstraps: the same seeds, task loading
+    and zero-shot default, then lm-eval's `evaluate`, whose `results` and `samples` it returns.
+
+    Not `simple_evaluate` itself: it ends by describing the environment (`results["pretty_env_info"]`, through
+    torch's `collect_env`, which runs `pip list` in a subprocess), half a second of CPU per evaluated model that a
+    sweep of small models pays on every run and whose output it does not keep. Checked against `simple_evaluate` in
+    tests/test_sweep.py."""
+    import random
+
+    import numpy as np
+    import torch
+    from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
+    from lm_eval.evaluator import evaluate
+
+    random.seed(DEFAULT_RANDOM_SEED)
+    np.random.seed(DEFAULT_OTHER_SEED)
+    torch.manual_seed(DEFAULT_OTHER_SEED)
+    loaded = manager.load(tasks)
+    for task in loaded["tasks"].values():
+        if task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+    return evaluate(lm=lm, task_dict=loaded, bootstrap_iters=0, log_samples=log_samples,
+                    apply_chat_template=apply_chat_template, fewshot_as_multiturn=True, verbosity=None)
 
 
 def _free_memory() -> None:

@@ -567,7 +567,7 @@ def test_predict_only_samples_get_the_keyword_verdict_recomputed(lm_eval_out):
 @pytest.mark.slow  # the toy world
 def test_sweep_eval_judge_adds_judge_metrics_to_the_record(toy_world, toy_cache, judges, tmp_path, monkeypatch):
     from safety_tradeoff.evaluation import LmEvalEvaluator
-    from safety_tradeoff.sweep import execute
+    from safety_tradeoff.sweep_run import execute
     from safety_tradeoff.sweep_config import SweepConfig, SweepConfigError
 
     monkeypatch.setenv("SAFETY_TRADEOFF_CACHE", toy_cache)

@@ -167,6 +167,23 @@ def test_api_by_path_matches_in_memory_model(toy_world, tm, api_results):
                 assert value == pytest.approx(api_results["results"][task][key], abs=1e-6), (task, key)
 
 
+def test_sweep_evaluator_reports_what_simple_evaluate_reports(toy_world, api_results):
+    """The sweep's evaluator runs lm-eval's `evaluate` itself (`evaluation.run_tasks`, without `simple_evaluate`'s
+    environment report): every metric of every task is the one `simple_evaluate` gives on the same model."""
+    from safety_tradeoff.evaluation import LmEvalEvaluator
+    from safety_tradeoff.sweep_config import EvalSpec
+
+    metrics = LmEvalEvaluator(EvalSpec(tasks=["safety_tradeoff_toy"], batch_size=32))(str(toy_world.aligned_dir))
+    compared = 0
+    for task, values in api_results["results"].items():
+        for key, value in values.items():
+            if "," in key and "stderr" not in key and isinstance(value, float):
+                assert metrics[f"{task}/{key}"] == pytest.approx(value, abs=1e-6), (task, key)
+                compared += 1
+    assert compared >= 20 and metrics["harmful_rate"] == api_results["results"]["safety_tradeoff_toy_harmful"][
+        "harmful_rate,none"]
+
+
 def test_generation_metrics_match_independent_greedy_decoding(toy_world, aligned, api_results):
     model, tok = aligned
     max_new = api_results["configs"]["safety_tradeoff_toy_harmful"]["generation_kwargs"]["max_gen_toks"]

@@ -155,6 +155,61 @@ def test_kill_and_rerun_skips_finished_runs(tmp_path, toy_env):
     assert all("harmful_rate" in r.metrics and "task_accuracy" in r.metrics for r in latest.values() if r.ok)
 
 
+def test_plan_shares_plain_sfts_trajectory_with_its_ema_runs_only():
+    """Plain SFT and the EMA runs that differ from it only in β train once; an EMA run with another learning rate,
+    another EMA setting or fp16 (whose skipped steps the EMA does not count) trains on its own, as do Case I runs."""
+    from safety_tradeoff.sweep_shared import plan
+
+    config = SweepConfig.from_dict(sweep_dict(methods=[
+        {"method": "ema", "ema_beta": [0.9, 0.7]}, {"method": "ema", "ema_beta": 0.9, "learning_rate": 2e-3},
+        {"method": "ema", "ema_beta": 0.8, "ema_update_every": 2},
+        {"method": "case1", "proxy": "near", "align_lambda": 0.1}]))
+    trajectories = plan(config.expand(), config)
+    shared = [t for t in trajectories if t.companions]
+    assert len(shared) == 1 and shared[0].head.name == "plain SFT"
+    assert [r.settings["ema_beta"] for r in shared[0].companions] == [0.9, 0.7]
+    assert sum(len(t.runs) for t in trajectories) == len(config.expand())  # every run once
+    assert {r.name for t in trajectories if not t.companions for r in t.runs} >= {
+        "EMA β=0.9 (lr=0.002)", "EMA β=0.8 (ema_update_every=2)", "Case I near λ=0.1"}
+    # without plain SFT still to do (recorded earlier), the EMA runs share a trajectory of their own
+    (only_ema,) = [t for t in plan([r for r in config.expand() if r.name != "plain SFT"], config) if t.companions]
+    assert only_ema.head is None and only_ema.trained.method == "sft" and "ema_beta" not in only_ema.trained.settings
+    fp16 = SweepConfig.from_dict(sweep_dict(training={**TOY_TRAINING, "fp16": True},
+                                            methods=[{"method": "ema", "ema_beta": [0.9, 0.7]}]))
+    assert not any(t.companions for t in plan(fp16.expand(), fp16))
+
+
+def test_shared_trajectory_gives_each_ema_run_its_own_weights_bit_for_bit(tmp_path, toy_env):
+    """θ̄ kept beside plain SFT's run (`EMACompanions`) are, bit for bit, the θ̄ of EMA runs trained on their own
+    (`EMASFTTrainer`), and plain SFT's weights are those of a plain run; so are their pilot read-outs of G_s."""
+    from safetensors.torch import load_file
+
+    from safety_tradeoff.sweep_run import train_run
+    from safety_tradeoff.sweep_shared import plan
+
+    config = SweepConfig.from_dict(sweep_dict(
+        training={**TOY_TRAINING, "max_steps": 12}, methods=[{"method": "ema", "ema_beta": [0.9, 0.6]}],
+        diagnostics={"safety_dataset": "toyworld:eval/alignment", "max_examples": 24, "bootstrap": 20}))
+    (shared,) = [t for t in plan(config.expand(), config) if t.companions]
+    folders = [tmp_path / "shared" / str(i) for i in range(3)]
+    together = train_run(shared.trained, config, folders[0], list(zip(shared.companions, folders[1:])))
+    for run, (folder, metrics) in zip(shared.runs, together):
+        alone, alone_metrics = train_run(run, config, tmp_path / "alone" / run.name)[0]
+        mine, theirs = load_file(Path(folder) / "model.safetensors"), load_file(Path(alone) / "model.safetensors")
+        assert mine.keys() == theirs.keys()
+        assert all(torch_equal(mine[k], theirs[k]) for k in mine), run.name
+        for key in ("pilot_gap", "final_gap"):
+            assert metrics[key] == alone_metrics[key], (run.name, key)
+    weights = [load_file(Path(folder) / "model.safetensors") for folder, _ in together]
+    assert not all(torch_equal(weights[1][k], weights[2][k]) for k in weights[1])  # β matters
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
 def test_jobs_must_be_positive(tmp_path):
     from safety_tradeoff.sweep import run_sweep
 

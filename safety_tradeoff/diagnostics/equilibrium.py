@@ -63,22 +63,27 @@ def ray_equilibrium(model: Any, theta0: Sequence[Any], params: Sequence[Any], an
         raise ValueError(f"anchor_lambda must be >= 0, got {anchor_lambda}")
     if points < 2 or span <= 0:
         raise ValueError(f"the scan needs points >= 2 and span > 0, got {points} and {span}")
+    def place(t: float) -> None:
+        for p, p0, end in zip(params, theta0, now):
+            p.copy_(p0 + t * (end - p0))  # one parameter's temporaries at a time
+
     with torch.no_grad():
         now = [p.detach().clone() for p in params]  # θ_k: one copy of the weights, the only extra memory
         radius = float(torch.sqrt(sum(((p - p0).double() ** 2).sum() for p, p0 in zip(now, theta0))))
-        best: tuple[float, float, float] | None = None  # (objective, t, G_s there)
+        best: tuple[float, float] | None = None  # (objective, t)
         try:
             for i in range(points):
                 t = span * i / (points - 1)
-                for p, p0, end in zip(params, theta0, now):
-                    p.copy_(p0 + t * (end - p0))  # one parameter's temporaries at a time
+                place(t)
                 objective = forward_stats(model, task_batches).loss + 0.5 * anchor_lambda * (t * radius) ** 2
-                if best is None or objective < best[0]:  # G_s only where the objective improves
-                    best = (objective, t, forward_stats(model, safety_batches).loss - safety_loss0)
+                if best is None or objective < best[0]:
+                    best = (objective, t)
+            t_star = best[1]
+            place(t_star)  # the same arithmetic as during the scan: the same weights, bit for bit
+            gap = forward_stats(model, safety_batches).loss - safety_loss0  # G_s once, at t* only
         finally:
             for p, saved in zip(params, now):
                 p.copy_(saved)
-    _, t_star, gap = best
     return RayEquilibrium(t=t_star, radius=t_star * radius, gap=gap)
 
 

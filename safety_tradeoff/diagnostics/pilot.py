@@ -25,7 +25,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .config import DiagnosticsConfig
-from .equilibrium import (RELAXED_EFOLDS, RayEquilibrium, RowEquilibrium, forecast, ray_equilibrium,
+from .equilibrium import (RELAXED_EFOLDS, SETTLED_EFOLDS, RayEquilibrium, RowEquilibrium, forecast, ray_equilibrium,
                           relaxation_efolds, row_equilibrium)
 from .examples import (DiagnosticsDataError, Forward, encode_pairs, forward_stats, load_pairs, make_batches,
                        pad_id_of)
@@ -45,9 +45,9 @@ class SafetyGapCallback(TrainerCallback):
     is scored in eval mode without gradients and put back in the mode it was in, so training is not
     disturbed (no random numbers are drawn).
 
-    After :meth:`predict_equilibrium` (Case II penalty runs), the pilot step also records
-    ``equilibria[step]``, the :class:`RayEquilibrium` of the run's objective along θ₀ → θ_step, ``efolds[step]``,
-    the relaxation κ still ahead of the run (None where the optimizer's state cannot be read), and where κ ≥ 1
+    After :meth:`predict_equilibrium` (Case II penalty runs), the pilot step also records ``efolds[step]``, the
+    relaxation κ still ahead of the run (None where the optimizer's state cannot be read), where κ < 4 (or unknown)
+    ``equilibria[step]``, the :class:`RayEquilibrium` of the run's objective along θ₀ → θ_step, and where κ ≥ 1
     ``rows[step]``, the :class:`RowEquilibrium`; :meth:`prediction` picks between them. It keeps a copy of θ₀'s
     trainable weights from train begin for that."""
 
@@ -136,8 +136,9 @@ class SafetyGapCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            self.equilibria[step] = ray_equilibrium(model, self.params0, params, self.anchor_lambda,
-                                                    self.task_batches, self.batches, self.theta0.loss)
+            if kappa is None or kappa < SETTLED_EFOLDS:  # beyond, the forecast is the rows' alone
+                self.equilibria[step] = ray_equilibrium(model, self.params0, params, self.anchor_lambda,
+                                                        self.task_batches, self.batches, self.theta0.loss)
             if kappa is not None and kappa >= RELAXED_EFOLDS:
                 self.rows[step] = row_equilibrium(model, self.params0, params, self.anchor_lambda,
                                                   self.task_batches, self.batches, self.theta0.loss)
