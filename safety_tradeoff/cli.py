@@ -135,6 +135,10 @@ def cmd_toyworld_info(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    if args.executor == "local" and isinstance(args.jobs, int):
+        from .sweep_workers import start_early
+
+        start_early(args.jobs)  # the workers' libraries load beside this process's
     from .sweep import run_sweep
     from .sweep_config import SweepConfig, SweepConfigError
 
@@ -390,11 +394,14 @@ def cmd_models_list(_args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import demo_config
     from .sweep import run_sweep
+    from .sweep_workers import start_early
 
+    jobs = args.jobs or default_jobs()
+    start_early(jobs)  # the workers' libraries load beside this process's, before the world build needs both cores
     out = Path(args.out or DEMO_OUT[args.world])
     sweep, recipe = demo_config(world=args.world, seeds=args.seeds, steps=args.steps)
     _console().print(f"demo: {args.world} sweep {recipe.name} with {args.seeds} seed(s); results in {out}")
-    run_sweep(sweep, out / "results.jsonl", log=lambda m: _console().print(m), jobs=args.jobs or default_jobs())
+    run_sweep(sweep, out / "results.jsonl", log=lambda m: _console().print(m), jobs=jobs)
     _report([str(out / "results.jsonl")], str(out / "report"), sft_name="plain SFT")  # not the low-overlap one
 
 
