@@ -1,7 +1,6 @@
 """Sweeps: config validation before training, the results store, kill-and-resume, submitit, the demo's claims."""
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
