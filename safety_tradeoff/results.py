@@ -118,6 +118,21 @@ def finite(value: object) -> float | None:
     return float(value)
 
 
+def gap_interval(record: RunRecord, gap: float) -> tuple[float, float] | None:
+    """The interval of a run's measured G_s: the pilot's bootstrap interval at the end of training (over D_s's
+    examples), placed around `gap`, the evaluation's G_s (the same estimator on the same D_s; placed, so a
+    subsample cannot shift the centre). None where the run recorded no interval (no `diagnostics:` block)."""
+    value, low, high = (finite((record.metrics or {}).get(k)) for k in ("final_gap", "final_gap_low", "final_gap_high"))
+    if value is None or low is None or high is None:
+        return None
+    return gap - (value - low), gap + (high - value)
+
+
+def intervals_overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    """Two measured G_s that cannot be told apart (both intervals known, and they overlap)."""
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..results import RunRecord, finite
+from ..results import RunRecord, finite, gap_interval, intervals_overlap
 from ..sweep_config import task_label
 from .bound import case2_bound
 from .equilibrium import part_relaxed
@@ -293,7 +293,7 @@ def _orders(groups: list[Group], factor: str, predict: Predictor) -> list[OrderC
         predicted, tied = prediction
         measured = [names[level] for level, _ in sorted(members.items(), key=lambda kv: kv[1][1])]
         context = _context(next(iter(members.values()))[0], factor)
-        intervals = {names[level]: _measured_interval(r, gap) for level, (r, gap) in members.items()}
+        intervals = {names[level]: gap_interval(r, gap) for level, (r, gap) in members.items()}
         out.append(OrderCheck(seed, context, predicted, measured, {names[lv]: g for lv, (_, g) in members.items()},
                               tied, _ties(measured, intervals)))
     out.sort(key=lambda c: (c.seed, c.context))
@@ -325,22 +325,9 @@ def _pilot_predictor(diag, members, names):
     return predicted, _ties(predicted, intervals)
 
 
-def _measured_interval(record: RunRecord, gap: float) -> tuple[float, float] | None:
-    """The interval of a run's measured G_s: the pilot's bootstrap interval at the end of training, placed around
-    the evaluation's G_s (the same estimator on the same D_s; placed, so a subsample cannot shift the centre)."""
-    value, low, high = (finite(record.metrics.get(k)) for k in ("final_gap", "final_gap_low", "final_gap_high"))
-    if value is None or low is None or high is None:
-        return None
-    return gap - (value - low), gap + (high - value)
-
-
 def _ties(order: list[str], intervals: dict[str, tuple[float, float] | None]) -> frozenset[frozenset[str]]:
     return frozenset(frozenset((a, b)) for i, a in enumerate(order) for b in order[i + 1:]
-                     if _overlap(intervals[a], intervals[b]))
-
-
-def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
-    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+                     if intervals_overlap(intervals[a], intervals[b]))
 
 
 def _context(record: RunRecord, factor: str) -> str:

@@ -9,7 +9,8 @@ are stated in the report beside the verdict:
     saturating (mean 15-85%);
 (b) for every proxy set, G_s falls as λ grows (mean over seeds, plain SFT as λ = 0, strictly); where a
     proxy's G_s rises and its cross-loss gap at θ₀ (the λ → ∞ end point, from the diagnostics) lies above plain
-    SFT's G_s, the report says so: the claim cannot hold for that proxy;
+    SFT's G_s, the report says so: the claim cannot hold for that proxy; where every step that does not fall is
+    within noise (the runs' G_s intervals overlap), it says that G_s levels off rather than rises;
 (c) at equal λ, a nearer proxy gives a lower G_s (proxy distance: the names near < mid < far, else the
     diagnostics' cross-loss gap);
 (d) lower context overlap: lower G_s and a lower harmful rate, with refusals, not garble (garbled = neither
@@ -30,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..results import RunRecord, finite
+from ..results import RunRecord, finite, gap_interval, intervals_overlap
 from ..sweep_config import task_label
 from .tables import format_value
 
@@ -132,23 +133,62 @@ def claim_a(runs: _Runs) -> Claim:
     return Claim("a", text, HOLDS if ok else FAILS, f"{seeds}; mean {_pct(mean)}{why}")
 
 
-def _case1_curves(runs: _Runs) -> dict[str, dict[float, dict[int, float]]]:
-    """proxy -> λ -> seed -> G_s, for Case I runs on the main task; plain SFT is every proxy's λ = 0."""
-    curves: dict[str, dict[float, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+def _case1_runs(runs: _Runs) -> dict[str, dict[float, dict[int, RunRecord]]]:
+    """proxy -> λ -> seed -> record, for Case I runs on the main task with a G_s; plain SFT is every proxy's
+    λ = 0."""
+    out: dict[str, dict[float, dict[int, RunRecord]]] = defaultdict(lambda: defaultdict(dict))
     for r in runs.records:
-        gap = runs.gap(r)
         if r.method in ("case1", "case1_constraint") and r.proxy and r.strength is not None \
-                and runs.task(r) == runs.main_task and gap is not None:
-            curves[r.proxy][float(r.strength)][r.seed] = gap
-    base = {s: runs.gap(r) for s, r in runs.sft().items() if runs.gap(r) is not None}
-    for curve in curves.values():
+                and runs.task(r) == runs.main_task and runs.gap(r) is not None:
+            out[r.proxy][float(r.strength)][r.seed] = r
+    base = {s: r for s, r in runs.sft().items() if runs.gap(r) is not None}
+    for by_lambda in out.values():
         if base:
-            curve[0.0] = dict(base)
-    return curves
+            by_lambda[0.0] = dict(base)
+    return out
+
+
+def _case1_curves(runs: _Runs) -> dict[str, dict[float, dict[int, float]]]:
+    """proxy -> λ -> seed -> G_s (see :func:`_case1_runs`)."""
+    return {proxy: {lam: {s: runs.gap(r) for s, r in by_seed.items()} for lam, by_seed in by_lambda.items()}
+            for proxy, by_lambda in _case1_runs(runs).items()}
+
+
+def _steps_within_noise(runs: _Runs, by_lambda: dict[float, dict[int, RunRecord]]) -> tuple[int, int]:
+    """Of the per-seed steps to the next larger λ where G_s does not fall: how many lie within noise (the two
+    runs' measured G_s intervals overlap, `results.gap_interval`), and how many there are."""
+    lambdas = sorted(by_lambda)
+    noise = steps = 0
+    for a, b in zip(lambdas, lambdas[1:]):
+        for seed in set(by_lambda[a]) & set(by_lambda[b]):
+            ra, rb = by_lambda[a][seed], by_lambda[b][seed]
+            ga, gb = runs.gap(ra), runs.gap(rb)
+            if gb < ga:
+                continue
+            steps += 1
+            noise += intervals_overlap(gap_interval(ra, ga), gap_interval(rb, gb))
+    return noise, steps
+
+
+def _no_fall_reason(runs: _Runs, proxy: str, by_lambda: dict[float, dict[int, RunRecord]], means: list[float]) -> str:
+    """Why a proxy's G_s does not fall, where the results say: its λ → ∞ end point lies above plain SFT's G_s,
+    or every step where it does not fall is within noise (G_s at a floor it cannot go below)."""
+    end = runs.cross_loss_gaps.get(proxy)
+    if end is not None and 0.0 in by_lambda and end > means[0]:
+        return (f"; its λ → ∞ end point (G_s after fitting θ₀ on the proxy alone, the cross-loss gap {end:+.3f}) "
+                "lies above plain SFT's G_s: a large λ drives G_s up towards it, not down")
+    noise, steps = _steps_within_noise(runs, by_lambda)
+    if steps and noise == steps:
+        return (f"; each of the {steps} per-seed steps where it does not fall is within noise (the two runs' G_s "
+                "intervals overlap): G_s levels off there, it does not measurably rise")
+    if steps and noise:
+        return f"; {noise} of the {steps} per-seed steps where it does not fall are within noise"
+    return ""
 
 
 def claim_b(runs: _Runs) -> Claim:
     text = "for every proxy set, G_s falls as λ grows"
+    records = _case1_runs(runs)
     curves = _case1_curves(runs)
     if not curves:
         return Claim("b", text, UNMEASURED, "no Case I runs with a proxy set")
@@ -160,10 +200,7 @@ def claim_b(runs: _Runs) -> Claim:
         ok &= falls
         per_seed = sum(all(by_lambda[b].get(s, math.inf) < by_lambda[a].get(s, -math.inf)
                            for a, b in zip(lambdas, lambdas[1:])) for s in runs.seeds)
-        end = runs.cross_loss_gaps.get(proxy)
-        above_sft = not falls and end is not None and 0.0 in by_lambda and end > means[0]
-        why = (f"; its λ → ∞ end point (G_s after fitting θ₀ on the proxy alone, the cross-loss gap {end:+.3f}) "
-               "lies above plain SFT's G_s: a large λ drives G_s up towards it, not down") if above_sft else ""
+        why = "" if falls else _no_fall_reason(runs, proxy, records[proxy], means)
         parts.append(f"{proxy}: " + ", ".join(f"λ={lam:g} {m:+.3f}" for lam, m in zip(lambdas, means))
                      + f" ({'falls' if falls else 'does not fall'}; falls on {per_seed}/{len(runs.seeds)} seeds{why})")
     return Claim("b", text, HOLDS if ok else FAILS, "; ".join(parts) + " (mean G_s, λ=0 is plain SFT)")
