@@ -37,7 +37,7 @@ def run_sweep(sweep: SweepConfig, results: str | Path, workdir: str | Path | Non
     todo = [r for r in runs if r.run_id(sweep) not in finished]
     check_chat_templates(sweep)
     workdir = _start(sweep, runs, todo, results, workdir, log)
-    if executor == "local" and jobs > 1 and len(todo) > 1:
+    if executor == "local" and jobs > 1 and len(plan(todo, sweep)) > 1:  # one trajectory: one process, all threads
         _prepare_base_models(sweep)  # here, so that no two workers build one world
         # Workers start after the worlds are built: started during a build they slow its two threads more than
         # their start costs (measured: 168 s against 169 s for the toy demo, the build 9 s slower)

@@ -22,6 +22,9 @@ optimisation sweeps). An entry's own `task_dataset` (a spec or a list of specs) 
 for its runs, e.g. `{method: sft, task_dataset: toyworld@{seed}:task_low_overlap}` for a second
 context-overlap level. The untouched aligned model and plain SFT are always included.
 
+`share_trajectories: false` trains each EMA run on its own instead of on plain SFT's trajectory (the same results;
+see `sweep_shared.py` for when sharing applies and what it costs in memory).
+
 An optional `diagnostics:` block (fields of `safety_tradeoff.diagnostics.DiagnosticsConfig`, at least
 `safety_dataset`, the original safety data D_s) runs `safety-tradeoff diagnose` on the base model once
 per seed, so the report can set the theory's predictions beside the measured gaps.
@@ -55,7 +58,7 @@ SHORT = {"learning_rate": "lr", "per_device_train_batch_size": "bs", "max_steps"
 SYMBOLS = {"align_lambda": "λ", "align_epsilon": "ε", "anchor_lambda": "λ", "anchor_radius": "r", "ema_beta": "β"}
 _ENTRY_KEYS = {"method", "name", "proxy", "task_dataset"}
 _TOP_KEYS = {"base_model", "task_dataset", "proxies", "seeds", "training", "eval", "methods", "name", "model_dtype",
-             "diagnostics"}
+             "diagnostics", "share_trajectories"}
 
 
 class SweepConfigError(ValueError):
@@ -115,6 +118,9 @@ class SweepConfig:
     name: str = "sweep"
     model_dtype: str = "float32"  # dtype the base model is loaded in ("auto", "bfloat16", ...)
     diagnostics: dict[str, Any] | None = None  # DiagnosticsConfig fields; None: no diagnostics runs
+    # plain SFT and its EMA runs train one trajectory (sweep_shared.py); false: each EMA run trains alone (one fp32
+    # copy of the trainable parameters per β instead of all at once). Results are the same either way.
+    share_trajectories: bool = True
 
     def task_datasets(self) -> list[str]:
         """Every task dataset spec the sweep fine-tunes on: the sweep's, then entries' own, in order."""
@@ -167,7 +173,9 @@ class SweepConfig:
                      methods=list(values["methods"]), proxies=dict(values.get("proxies") or {}), seeds=seeds,
                      training=dict(values.get("training") or {}), eval=EvalSpec(**eval_values),
                      name=str(values.get("name", "sweep")), model_dtype=str(values.get("model_dtype", "float32")),
-                     diagnostics=_check_diagnostics(values.get("diagnostics"), source))
+                     diagnostics=_check_diagnostics(values.get("diagnostics"), source),
+                     share_trajectories=_check_bool(values.get("share_trajectories", True), "share_trajectories",
+                                                    source))
         config.expand()  # validates every entry
         return config
 
@@ -256,6 +264,12 @@ def task_label(spec: str, others: list | None = None) -> str:
     label = short(spec)
     clash = any(o and o != spec and short(o) == label for o in others or [])
     return spec if clash else label
+
+
+def _check_bool(value: Any, key: str, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise SweepConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+    return value
 
 
 def _check_diagnostics(values: Any, source: str) -> dict[str, Any] | None:

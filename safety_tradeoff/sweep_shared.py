@@ -8,8 +8,13 @@ cost a quarter of their training time this way; each is still evaluated, scored 
 
 `tests/test_sweep.py` checks that θ̄ kept this way equals, bit for bit, the θ̄ of an EMA run trained on its own, and
 that the trajectory is plain SFT's. Shared only where that holds by construction: EMA runs that differ from the
-trajectory's run only in `ema_beta`, with the EMA's defaults otherwise (fp32 shadow, updated every step) and no fp16
-(whose skipped steps the EMA does not count).
+trajectory's run only in `ema_beta`, with the EMA's defaults otherwise (fp32 shadow, updated every step), no
+EMA, Case I or Case II setting in the sweep's `training:` block, and no fp16 (whose skipped steps the EMA does not
+count).
+
+The cost: the trajectory holds one fp32 copy of the trainable parameters per shared β at once (an EMA run alone
+holds one). Where that does not fit (a large model fully fine-tuned on one GPU), `share_trajectories: false` in the
+sweep YAML trains every EMA run on its own.
 """
 from __future__ import annotations
 
@@ -48,14 +53,25 @@ def _without_beta(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k != "ema_beta"}
 
 
+def _plain(settings: dict[str, Any]) -> bool:
+    """No EMA, Case I or Case II mechanism in `settings` (`align_batch_size` alone does nothing without a proxy)."""
+    return not any(k.startswith(("ema_", "anchor_", "align_")) and k != "align_batch_size" for k in settings)
+
+
+def _can_head(run: RunSpec, sweep: SweepConfig) -> bool:
+    """A plain SFT run whose training is the trajectory: no proxy, and no sweep-wide or own EMA/Case I/II setting
+    (a sweep-wide `ema_beta` would make it an EMA run that saves its own θ̄ over the companions')."""
+    return run.method == "sft" and run.proxy is None and _plain({**sweep.training, **run.settings})
+
+
 def _shareable(run: RunSpec, sweep: SweepConfig) -> bool:
     """An EMA run whose θ̄ the companions reproduce exactly (see the module's docstring)."""
-    if run.method != "ema" or run.proxy is not None:
+    if not sweep.share_trajectories or run.method != "ema" or run.proxy is not None or not _plain(sweep.training):
         return False
     settings = {**sweep.training, **run.settings}
     # another EMA setting, or a Case I/II mechanism acting after the optimizer step, would make the θ̄ differ
-    others = [k for k in settings if k.startswith(("ema_", "anchor_", "align_")) and k not in ("ema_beta", "align_batch_size")]
-    return not others and not settings.get("fp16") and isinstance(settings.get("ema_beta"), float)
+    return (_plain(_without_beta(run.settings)) and not settings.get("fp16")
+            and isinstance(settings.get("ema_beta"), float))
 
 
 def _key(run: RunSpec, sweep: SweepConfig) -> str:
@@ -67,13 +83,13 @@ def plan(todo: Sequence[RunSpec], sweep: SweepConfig) -> list[Trajectory]:
     settings (or the first such EMA run's trajectory); every other run is a trajectory of its own."""
     out: list[Trajectory] = []
     by_key: dict[str, Trajectory] = {}
-    heads = {_key(r, sweep): r for r in todo if r.method == "sft" and r.proxy is None}
+    heads = {_key(r, sweep): r for r in todo if _can_head(r, sweep)}
     for run in todo:
         if not _shareable(run, sweep):
-            if run.method == "sft" and run.proxy is None and _key(run, sweep) in by_key:
+            if _can_head(run, sweep) and _key(run, sweep) in by_key:
                 continue  # already placed as the head of its EMA runs' trajectory
             trajectory = Trajectory(run)
-            if run.method == "sft" and run.proxy is None:
+            if _can_head(run, sweep):
                 by_key[_key(run, sweep)] = trajectory
             out.append(trajectory)
             continue

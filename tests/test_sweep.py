@@ -176,6 +176,16 @@ def test_plan_shares_plain_sfts_trajectory_with_its_ema_runs_only():
     fp16 = SweepConfig.from_dict(sweep_dict(training={**TOY_TRAINING, "fp16": True},
                                             methods=[{"method": "ema", "ema_beta": [0.9, 0.7]}]))
     assert not any(t.companions for t in plan(fp16.expand(), fp16))
+    # a sweep-wide ema_beta makes plain SFT an EMA run that would save its own θ̄ over the companions'
+    wide = SweepConfig.from_dict(sweep_dict(training={**TOY_TRAINING, "ema_beta": 0.99},
+                                            methods=[{"method": "ema", "ema_beta": [0.9, 0.7]}]))
+    assert not any(t.companions for t in plan(wide.expand(), wide))
+    assert sum(len(t.runs) for t in plan(wide.expand(), wide)) == len(wide.expand())
+    off = SweepConfig.from_dict({**sweep_dict(methods=[{"method": "ema", "ema_beta": [0.9, 0.7]}]),
+                                 "share_trajectories": False})
+    assert not any(t.companions for t in plan(off.expand(), off))
+    with pytest.raises(SweepConfigError, match="'share_trajectories' must be true or false"):
+        SweepConfig.from_dict({**sweep_dict(), "share_trajectories": "no"})
 
 
 def test_shared_trajectory_gives_each_ema_run_its_own_weights_bit_for_bit(tmp_path, toy_env):

@@ -180,7 +180,7 @@ def _no_fall_reason(runs: _Runs, proxy: str, by_lambda: dict[float, dict[int, Ru
     noise, steps = _steps_within_noise(runs, by_lambda)
     if steps and noise == steps:
         return (f"; each of the {steps} per-seed steps where it does not fall is within noise (the two runs' G_s "
-                "intervals overlap): G_s levels off there, it does not measurably rise")
+                "intervals overlap): by that measure G_s levels off there rather than rises")
     if steps and noise:
         return f"; {noise} of the {steps} per-seed steps where it does not fall are within noise"
     return ""
