@@ -37,19 +37,20 @@ def run_sweep(sweep: SweepConfig, results: str | Path, workdir: str | Path | Non
     todo = [r for r in runs if r.run_id(sweep) not in finished]
     check_chat_templates(sweep)
     workdir = _start(sweep, runs, todo, results, workdir, log)
-    if executor == "local" and jobs > 1 and len(plan(todo, sweep)) > 1:  # one trajectory: one process, all threads
+    trajectories = plan(todo, sweep)
+    if executor == "local" and jobs > 1 and len(trajectories) > 1:  # one trajectory: one process, all threads
         _prepare_base_models(sweep)  # here, so that no two workers build one world
         # Workers start after the worlds are built: started during a build they slow its two threads more than
         # their start costs (measured: 168 s against 169 s for the toy demo, the build 9 s slower)
         with WorkerPool(jobs, sweep.eval) as pool:
-            return _run_parallel(todo, sweep, store, workdir, keep_checkpoints, pool, log)
+            return _run_parallel(trajectories, sweep, store, workdir, keep_checkpoints, pool, log)
     if executor == "submitit":
         return _run_submitit(todo, sweep, store, workdir, executor_options or {}, keep_checkpoints, log)
     evaluator = LmEvalEvaluator(sweep.eval)
     records = []
     with _progress() as bar:
         task = bar.add_task("", total=len(todo))
-        for trajectory in plan(todo, sweep):
+        for trajectory in trajectories:
             bar.update(task, description=", ".join(f"{run.name} (seed {run.seed})" for run in trajectory.runs))
             for record in execute_trajectory(trajectory, sweep, workdir, evaluator, keep_checkpoints):
                 _done(record, store, records, bar)
@@ -113,17 +114,17 @@ def _done(record: RunRecord, store: ResultsStore, records: list[RunRecord], bar)
 _COST = {"case1": 0, "case1_constraint": 0, "combo": 0, "case2": 0}
 
 
-def _run_parallel(todo: list[RunSpec], sweep: SweepConfig, store: ResultsStore, workdir: Path,
+def _run_parallel(trajectories: list[Trajectory], sweep: SweepConfig, store: ResultsStore, workdir: Path,
                   keep_checkpoints: bool, pool: WorkerPool, log: Callable[[str], None]) -> list[RunRecord]:
     """The pool's workers run the runs; the parent has built every seed's base model (so no two workers build one
     world) and writes every record."""
     from concurrent.futures import as_completed
 
-    log(f"running {min(pool.jobs, len(todo))} runs at a time, {pool.threads} CPU thread(s) each")
-    ordered = sorted(plan(todo, sweep), key=lambda t: (_COST.get(t.trained.method, 1), -len(t.runs)))
+    log(f"running {min(pool.jobs, len(trajectories))} runs at a time, {pool.threads} CPU thread(s) each")
+    ordered = sorted(trajectories, key=lambda t: (_COST.get(t.trained.method, 1), -len(t.runs)))
     records: list[RunRecord] = []
     with _progress() as bar:
-        task = bar.add_task("", total=len(todo))
+        task = bar.add_task("", total=sum(len(t.runs) for t in trajectories))
         futures = [pool.submit(_worker_run, trajectory, sweep, str(workdir), keep_checkpoints)
                    for trajectory in ordered]
         for future in as_completed(futures):

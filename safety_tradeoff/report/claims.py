@@ -148,10 +148,12 @@ def _case1_runs(runs: _Runs) -> dict[str, dict[float, dict[int, RunRecord]]]:
     return out
 
 
-def _case1_curves(runs: _Runs) -> dict[str, dict[float, dict[int, float]]]:
-    """proxy -> λ -> seed -> G_s (see :func:`_case1_runs`)."""
+def _case1_curves(runs: _Runs, by_proxy: dict[str, dict[float, dict[int, RunRecord]]] | None = None
+                  ) -> dict[str, dict[float, dict[int, float]]]:
+    """proxy -> λ -> seed -> G_s of `by_proxy` (default: :func:`_case1_runs`)."""
+    by_proxy = _case1_runs(runs) if by_proxy is None else by_proxy
     return {proxy: {lam: {s: runs.gap(r) for s, r in by_seed.items()} for lam, by_seed in by_lambda.items()}
-            for proxy, by_lambda in _case1_runs(runs).items()}
+            for proxy, by_lambda in by_proxy.items()}
 
 
 def _steps_within_noise(runs: _Runs, by_lambda: dict[float, dict[int, RunRecord]]) -> tuple[int, int]:
@@ -172,7 +174,7 @@ def _steps_within_noise(runs: _Runs, by_lambda: dict[float, dict[int, RunRecord]
 
 def _no_fall_reason(runs: _Runs, proxy: str, by_lambda: dict[float, dict[int, RunRecord]], means: list[float]) -> str:
     """Why a proxy's G_s does not fall, where the results say: its λ → ∞ end point lies above plain SFT's G_s,
-    or every step where it does not fall is within noise (G_s at a floor it cannot go below)."""
+    or every step where it does not fall is within noise (the two runs' G_s intervals overlap)."""
     end = runs.cross_loss_gaps.get(proxy)
     if end is not None and 0.0 in by_lambda and end > means[0]:
         return (f"; its λ → ∞ end point (G_s after fitting θ₀ on the proxy alone, the cross-loss gap {end:+.3f}) "
@@ -189,7 +191,7 @@ def _no_fall_reason(runs: _Runs, proxy: str, by_lambda: dict[float, dict[int, Ru
 def claim_b(runs: _Runs) -> Claim:
     text = "for every proxy set, G_s falls as λ grows"
     records = _case1_runs(runs)
-    curves = _case1_curves(runs)
+    curves = _case1_curves(runs, records)
     if not curves:
         return Claim("b", text, UNMEASURED, "no Case I runs with a proxy set")
     parts, ok = [], True
